@@ -1,0 +1,62 @@
+"""The Tortoise configuration, built from ``Settings``; ``TORTOISE_ORM`` is what aerich loads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from datalayer.settings import DatabaseTarget, Settings
+
+APP_LABEL = "models"
+CONNECTION_NAME = "default"
+CORE_MODEL_MODULES = ("datalayer.models",)
+
+
+def connection_config(settings: Settings, target: DatabaseTarget | None = None) -> dict[str, Any]:
+    """Dict-form credentials (not a URL), so ``ssl`` keeps asyncpg's meaning and the password stays out of strings."""
+    target = target or settings.target
+    if not target.is_postgres:
+        return {"engine": "tortoise.backends.sqlite", "credentials": {"file_path": target.database}}
+    credentials: dict[str, Any] = {
+        "host": target.host,
+        "port": target.port,
+        "user": target.user,
+        "password": target.password.get_secret_value() if target.password else None,
+        "database": target.database,
+        "minsize": settings.db_min_connections,
+        "maxsize": settings.db_max_connections,
+        "max_inactive_connection_lifetime": settings.db_idle_timeout_ms / 1000,
+        "timeout": settings.db_connection_timeout_ms / 1000,
+        "server_settings": {"application_name": target.options.get("application_name", "datalayer")},
+    }
+    if target.ssl:
+        credentials["ssl"] = target.ssl
+    if "schema" in target.options:
+        credentials["schema"] = target.options["schema"]
+    return {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
+
+
+def tortoise_config(
+    settings: Settings | None = None,
+    models: Sequence[str] = (),
+    *,
+    with_aerich: bool = False,
+    target: DatabaseTarget | None = None,
+) -> dict[str, Any]:
+    settings = settings or Settings()
+    modules = [*CORE_MODEL_MODULES, *(m for m in models if m not in CORE_MODEL_MODULES)]
+    if with_aerich:
+        modules.append("aerich.models")
+    return {
+        "connections": {CONNECTION_NAME: connection_config(settings, target)},
+        "apps": {APP_LABEL: {"models": modules, "default_connection": CONNECTION_NAME}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """``datalayer.config.TORTOISE_ORM`` is computed from the environment when aerich asks for it."""
+    if name == "TORTOISE_ORM":
+        return tortoise_config(Settings(), with_aerich=True)
+    raise AttributeError(name)

@@ -1,0 +1,146 @@
+"""``await get_context()``: one ``DataContext`` per process holding a manager for every model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.context import TortoiseContext
+from tortoise.models import Model
+
+from datalayer.actor import acting_as, correlation
+from datalayer.connection import close_database, open_database
+from datalayer.errors import ConfigurationError
+from datalayer.managers import ModelManager
+from datalayer.managers.registry import default_manager_name, manager_class_for
+from datalayer.settings import DatabaseTarget, Settings
+from datalayer.transactions import on_commit, transaction, transactional
+
+ModelT = TypeVar("ModelT", bound=Model)
+
+
+class TransactionScope:
+    """What ``async with ctx.transaction() as tx`` yields: the context's managers, all on one connection."""
+
+    def __init__(self, context: DataContext, connection: BaseDBAsyncClient) -> None:
+        self.context = context
+        self.connection = connection
+
+    def manager(self, model: type[ModelT]) -> ModelManager[ModelT]:
+        return self.context.manager(model)
+
+    on_commit = staticmethod(on_commit)
+
+    def __getattr__(self, name: str) -> ModelManager[Any]:
+        return getattr(self.context, name)
+
+
+class DataContext:
+    """Managers by model (``ctx.manager(Model)``) and by name (``ctx.users``), transactions, and the actor."""
+
+    acting_as = staticmethod(acting_as)
+    correlation = staticmethod(correlation)
+    transactional = staticmethod(transactional)
+
+    def __init__(self, settings: Settings, tortoise: TortoiseContext) -> None:
+        self.settings = settings
+        self.tortoise = tortoise
+        self.closed = False
+        self._managers: dict[type[Model], ModelManager[Any]] = {}
+        self._names: dict[str, type[Model]] = {}
+        for model in tortoise.apps.get_models_iterable():
+            if model.__module__.startswith("aerich"):
+                continue
+            manager_class = manager_class_for(model) or ModelManager
+            self._names[manager_class.name or default_manager_name(model)] = model
+
+    @property
+    def target(self) -> DatabaseTarget:
+        return self.settings.target
+
+    @property
+    def models(self) -> list[type[Model]]:
+        return list(self._names.values())
+
+    def manager(self, model: type[ModelT]) -> ModelManager[ModelT]:
+        """The manager for ``model`` (its registered subclass, or a generic ``ModelManager``)."""
+        manager = self._managers.get(model)
+        if manager is None:
+            if model not in self._names.values():
+                raise ConfigurationError(
+                    f"{model.__name__} is not loaded; pass its module to get_context(models=[...])"
+                )
+            manager_class = manager_class_for(model) or ModelManager
+            manager = self._managers[model] = manager_class(model)
+        return manager
+
+    def managers(self) -> dict[str, ModelManager[Any]]:
+        return {name: self.manager(model) for name, model in self._names.items()}
+
+    def __getattr__(self, name: str) -> ModelManager[Any]:
+        names = self.__dict__.get("_names", {})
+        if name in names:
+            return self.manager(names[name])
+        raise AttributeError(f"DataContext has no manager {name!r}; known: {', '.join(sorted(names))}")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[TransactionScope]:
+        """One transaction for every manager call inside; nested blocks are savepoints."""
+        async with transaction() as connection:
+            yield TransactionScope(self, connection)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<DataContext {state} {self.target.describe()} models={len(self._names)}>"
+
+
+_current: DataContext | None = None
+_opening: asyncio.Task[DataContext] | None = None
+
+
+async def _open(settings: Settings, models: Sequence[str], generate_schemas: bool) -> DataContext:
+    tortoise = await open_database(settings, models, generate_schemas=generate_schemas)
+    return DataContext(settings, tortoise)
+
+
+async def get_context(
+    *,
+    settings: Settings | None = None,
+    models: Sequence[str] = (),
+    generate_schemas: bool = False,
+) -> DataContext:
+    """The process's ``DataContext``, opened on first call; concurrent first callers share one init.
+
+    Args:
+        settings: defaults to ``Settings()`` (environment and ``.env``).
+        models: an app's own model modules, loaded beside datalayer's.
+        generate_schemas: create missing tables and indexes (tests, quick starts).
+    Raises:
+        DatabaseUnavailableError: the database did not answer after the configured retries.
+    """
+    global _current, _opening
+    if _current is not None and not _current.closed:
+        return _current
+    if _opening is None or _opening.get_loop() is not asyncio.get_running_loop():
+        _opening = asyncio.get_running_loop().create_task(
+            _open(settings or Settings(), tuple(models), generate_schemas)
+        )
+    opening = _opening
+    try:
+        _current = await asyncio.shield(opening)
+        return _current
+    finally:
+        if opening.done() and _opening is opening:
+            _opening = None
+
+
+async def close_context() -> None:
+    """Close every connection; a later ``get_context()`` opens again."""
+    global _current
+    context, _current = _current, None
+    if context is not None and not context.closed:
+        context.closed = True
+        await close_database(context.settings)

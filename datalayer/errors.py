@@ -1,0 +1,74 @@
+"""The library's own exceptions. Every error a caller can see is one of these; no driver exception leaks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DataLayerError(Exception):
+    """Base of every datalayer error."""
+
+
+class ConfigurationError(DataLayerError):
+    """The settings or the call are inconsistent (bad URL, context not open, unknown model)."""
+
+
+class NotFoundError(DataLayerError):
+    """No live row matches. Soft-deleted rows count as missing unless asked for."""
+
+    def __init__(self, model: str, key: Any = None, message: str | None = None) -> None:
+        self.model = model
+        self.key = key
+        super().__init__(message or f"{model} {key} not found (missing or deleted)")
+
+
+class ValidationError(DataLayerError):
+    """Input was rejected. ``errors`` maps each offending field to what is wrong and how to fix it."""
+
+    def __init__(self, errors: dict[str, str] | str, *, model: str | None = None) -> None:
+        if isinstance(errors, str):
+            errors = {"__all__": errors}
+        self.errors: dict[str, str] = errors
+        self.model = model
+        where = f"{model}: " if model else ""
+        detail = "; ".join(msg if key == "__all__" else f"{key}: {msg}" for key, msg in errors.items())
+        super().__init__(f"{where}{detail}")
+
+    @property
+    def fields(self) -> list[str]:
+        return [key for key in self.errors if key != "__all__"]
+
+
+class ConflictError(DataLayerError):
+    """A unique rule would be broken (an email already registered, a key already used)."""
+
+    def __init__(self, model: str, fields: tuple[str, ...] | list[str], message: str | None = None) -> None:
+        self.model = model
+        self.fields = tuple(fields)
+        names = ", ".join(self.fields) or "a unique field"
+        super().__init__(message or f"{model}: {names} already taken by a live row; choose another value")
+
+    @property
+    def field(self) -> str | None:
+        return self.fields[0] if self.fields else None
+
+
+class ConcurrencyError(DataLayerError):
+    """The row changed since it was read (optimistic locking lost); reload and try again."""
+
+    def __init__(self, model: str, key: Any, expected: int | None, actual: int | None) -> None:
+        self.model = model
+        self.key = key
+        self.expected_version = expected
+        self.actual_version = actual
+        super().__init__(
+            f"{model} {key} is at version {actual}, not the expected {expected}; reload it and retry"
+        )
+
+
+class DatabaseUnavailableError(DataLayerError):
+    """The database cannot be reached (after retries) or the pool has no connection to give."""
+
+
+class PoolExhaustedError(DatabaseUnavailableError):
+    """Every pooled connection stayed busy for longer than the acquire timeout."""

@@ -1,0 +1,81 @@
+"""Turning writes into ``AuditLog`` rows: JSON-safe values, diffs, and masked secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from datalayer.actor import current_actor, current_correlation_id
+from datalayer.managers.validation import MANAGED_FIELDS
+from datalayer.models.audit_log import AuditAction, AuditLog
+
+MASK = "***"
+
+
+def jsonable(value: Any) -> Any:
+    """A value as it should read in the audit log (ISO datetimes, string UUIDs and decimals)."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return value
+
+
+def _masked(model: type, name: str, value: Any) -> Any:
+    return MASK if name in getattr(model, "secret_fields", ()) and value not in (None, "") else jsonable(value)
+
+
+def audited_fields(model: type) -> list[str]:
+    return [name for name in model._meta.fields_db_projection if name not in MANAGED_FIELDS]
+
+
+def creation_changes(model: type, instance: Any) -> dict[str, list[Any]]:
+    return {
+        name: [None, _masked(model, name, getattr(instance, name))]
+        for name in audited_fields(model)
+        if getattr(instance, name) is not None
+    }
+
+
+def removal_changes(model: type, instance: Any) -> dict[str, list[Any]]:
+    return {name: [_masked(model, name, getattr(instance, name)), None] for name in audited_fields(model)}
+
+
+def diff(model: type, instance: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{field: [old, new]}`` for the values that really change the row."""
+    changes = {}
+    for name, new in values.items():
+        old = getattr(instance, name)
+        if old != new:
+            changes[name] = [_masked(model, name, old), _masked(model, name, new)]
+    return changes
+
+
+def audit_row(model: type, action: AuditAction, record_id: Any, changes: dict[str, Any]) -> AuditLog:
+    return AuditLog(
+        actor_id=current_actor(),
+        action=action,
+        table_name=model._meta.db_table,
+        record_id=str(record_id),
+        changes=changes,
+        correlation_id=current_correlation_id(),
+    )
+
+
+async def write_audit(model: type, action: AuditAction, record_id: Any, changes: dict[str, Any]) -> None:
+    if getattr(model, "audited", True):
+        await audit_row(model, action, record_id, changes).save()
+
+
+def audit_rows(model: type, action: AuditAction, entries: Iterable[tuple[Any, dict[str, Any]]]) -> list[AuditLog]:
+    if not getattr(model, "audited", True):
+        return []
+    return [audit_row(model, action, record_id, changes) for record_id, changes in entries]

@@ -1,0 +1,355 @@
+"""``ModelManager[ModelT]``: the generic async operations every model gets.
+
+Every write runs in a transaction (a savepoint inside a caller's), adds its ``AuditLog`` rows there, keeps
+``updated_at``/``version`` right, and tells write listeners (the cache) only after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+from tortoise import timezone
+from tortoise.expressions import Q
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from datalayer.actor import current_actor
+from datalayer.errors import ConcurrencyError, NotFoundError, ValidationError
+from datalayer.managers import auditing, registry
+from datalayer.managers.filters import build_filters, check_sort, search_q
+from datalayer.managers.bulk import insert_rows
+from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
+from datalayer.managers.validation import validate_input, validate_many
+from datalayer.models.audit_log import AuditAction
+from datalayer.transactions import on_commit, transaction
+from datalayer.translate import translated
+
+ModelT = TypeVar("ModelT", bound=Model)
+Input = Mapping[str, Any] | BaseModel
+WriteListener = Callable[["ModelManager[Any]", list[Any]], Awaitable[object]]
+
+
+class ModelManager(Generic[ModelT]):
+    """Create, read, page, update, soft delete, restore and bulk work for one model.
+
+    Subclass with ``model = MyModel`` to add domain methods; the subclass registers itself and the
+    context serves it under ``name`` (default: plural snake case of the model).
+    """
+
+    model: ClassVar[type[Model]]
+    name: ClassVar[str | None] = None
+    max_page_size: ClassVar[int] = 100
+    bulk_batch_size: ClassVar[int] = 1000
+
+    def __init__(self, model: type[ModelT] | None = None) -> None:
+        if model is not None:
+            self.model = model
+        if getattr(self, "model", None) is None:
+            raise TypeError("ModelManager needs a model: ModelManager(MyModel) or a subclass with model = ...")
+        self._label = self.model.__name__
+        self._soft = "deleted_at" in self.model._meta.fields_map
+        self._versioned = "version" in self.model._meta.fields_map
+        self._write_listeners: list[WriteListener] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model" in cls.__dict__:
+            registry.register(cls)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} for {self._label}>"
+
+    # ----------------------------------------------------------------- plumbing
+
+    def add_write_listener(self, listener: WriteListener) -> None:
+        """``listener(manager, ids)`` runs after every committed write through this manager."""
+        self._write_listeners.append(listener)
+
+    async def _written(self, ids: Sequence[Any]) -> None:
+        if not self._write_listeners:
+            return
+        ids = list(ids)
+
+        async def notify() -> None:
+            for listener in self._write_listeners:
+                await listener(self, ids)
+
+        await on_commit(notify)
+
+    def query(self, *, include_deleted: bool = False, only_deleted: bool = False) -> QuerySet[ModelT]:
+        """A Tortoise queryset of live rows (or deleted ones when asked), for domain methods to refine."""
+        if not self._soft:
+            return self.model.all()
+        if only_deleted:
+            return self.model.all_objects.filter(deleted_at__isnull=False)
+        return self.model.all_objects.all() if include_deleted else self.model.all()
+
+    def _key(self, key: Any) -> Any:
+        """Check a primary key's type up front: a bad id is a ``ValidationError``, not a driver error."""
+        pk_field = self.model._meta.pk
+        if isinstance(pk_field.field_type, type) and issubclass(pk_field.field_type, uuid.UUID):
+            if isinstance(key, uuid.UUID):
+                return key
+            try:
+                return uuid.UUID(str(key))
+            except ValueError:
+                raise ValidationError({"id": f"expected a UUID, got {key!r:.60}"}, model=self._label) from None
+        return key
+
+    def _filtered(
+        self, filters: Mapping[str, Any] | None, search: str | None, include_deleted: bool, only_deleted: bool
+    ) -> QuerySet[ModelT]:
+        queryset = self.query(include_deleted=include_deleted, only_deleted=only_deleted)
+        built = build_filters(self.model, filters)
+        if built:
+            queryset = queryset.filter(**built)
+        if (q := search_q(self.model, search)) is not None:
+            queryset = queryset.filter(q)
+        return queryset
+
+    # ------------------------------------------------------------------- reads
+
+    async def get(self, key: Any, *, include_deleted: bool = False) -> ModelT:
+        """The live row with this id; ``NotFoundError`` if missing or soft-deleted."""
+        found = await self.find(key, include_deleted=include_deleted)
+        if found is None:
+            raise NotFoundError(self._label, key)
+        return found
+
+    async def find(self, key: Any, *, include_deleted: bool = False) -> ModelT | None:
+        key = self._key(key)
+        with translated(self._label):
+            return await self.query(include_deleted=include_deleted).filter(pk=key).first()
+
+    async def find_one(self, filters: Mapping[str, Any], *, include_deleted: bool = False) -> ModelT | None:
+        with translated(self._label):
+            return await self._filtered(filters, None, include_deleted, False).first()
+
+    async def find_many(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        search: str | None = None,
+        page: int = 1,
+        limit: int = 20,
+        sort_by: str | None = None,
+        sort_order: str = "asc",
+        include_deleted: bool = False,
+        only_deleted: bool = False,
+    ) -> Page[ModelT]:
+        """One page plus the total; filter and sort input goes through the model's allow-lists."""
+        page, limit = check_page(page, limit, self.max_page_size)
+        sort_field, descending = check_sort(self.model, sort_by, sort_order)
+        queryset = self._filtered(filters, search, include_deleted, only_deleted)
+        direction = "-" if descending else ""
+        ordered = queryset.order_by(f"{direction}{sort_field}", f"{direction}id")
+        with translated(self._label):
+            items, total = await asyncio.gather(
+                ordered.offset((page - 1) * limit).limit(limit), queryset.count()
+            )
+        return Page(items=list(items), total=total, page=page, limit=limit)
+
+    async def find_after(
+        self,
+        cursor: str | None = None,
+        *,
+        limit: int = 100,
+        sort_by: str = "created_at",
+        sort_order: str = "asc",
+        filters: Mapping[str, Any] | None = None,
+        include_deleted: bool = False,
+    ) -> Chunk[ModelT]:
+        """Keyset pagination on ``(sort_by, id)``: stable under inserts, same cost at any depth."""
+        check_page(1, limit, max(self.max_page_size, 1000))
+        sort_field, descending = check_sort(self.model, sort_by, sort_order)
+        if self.model._meta.fields_map[sort_field].null:
+            raise ValidationError({"sort_by": f"{sort_field} can be NULL; keyset needs a NOT NULL field"},
+                                  model=self._label)
+        queryset = self._filtered(filters, None, include_deleted, False)
+        if cursor is not None:
+            value, last_id = decode_cursor(cursor, sort_field, descending)
+            last_id = self._key(last_id)
+            past, beyond = ("lt", "lte") if descending else ("gt", "gte")
+            queryset = queryset.filter(
+                Q(**{f"{sort_field}__{beyond}": value}),
+                Q(**{f"{sort_field}__{past}": value}) | Q(**{sort_field: value, f"id__{past}": last_id}),
+            )
+        direction = "-" if descending else ""
+        with translated(self._label):
+            items = list(await queryset.order_by(f"{direction}{sort_field}", f"{direction}id").limit(limit + 1))
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            next_cursor = encode_cursor(sort_field, descending, getattr(last, sort_field), last.pk)
+        return Chunk(items=items, next_cursor=next_cursor, limit=limit)
+
+    async def count(
+        self, filters: Mapping[str, Any] | None = None, *, search: str | None = None,
+        include_deleted: bool = False, only_deleted: bool = False,
+    ) -> int:
+        with translated(self._label):
+            return await self._filtered(filters, search, include_deleted, only_deleted).count()
+
+    async def exists(
+        self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False
+    ) -> bool:
+        with translated(self._label):
+            return await self._filtered(filters, None, include_deleted, False).exists()
+
+    # ------------------------------------------------------------------ writes
+
+    def _stamped(self, values: dict[str, Any]) -> dict[str, Any]:
+        actor = current_actor()
+        if "created_by" in self.model._meta.fields_map:
+            values.setdefault("created_by", actor)
+            values.setdefault("updated_by", actor)
+        return values
+
+    async def create(self, data: Input) -> ModelT:
+        """Validate and insert one row, with its audit row, atomically."""
+        values = self._stamped(validate_input(self.model, data, "create"))
+        async with transaction():
+            with translated(self._label):
+                instance = await self.model.create(**values)
+                await auditing.write_audit(
+                    self.model, AuditAction.CREATE, instance.pk, auditing.creation_changes(self.model, instance)
+                )
+        await self._written([instance.pk])
+        return instance
+
+    async def bulk_create(self, rows: Sequence[Input]) -> list[ModelT]:
+        """Validate every row first, then insert rows and audit rows together (COPY on PostgreSQL)."""
+        validated = validate_many(self.model, rows)
+        now = timezone.now()
+        stamps = {name: now for name in ("created_at", "updated_at") if name in self.model._meta.fields_map}
+        instances = [self.model(**self._stamped(values), **stamps) for values in validated]
+        audit = auditing.audit_rows(
+            self.model, AuditAction.CREATE,
+            ((i.pk, auditing.creation_changes(self.model, i)) for i in instances),
+        )
+        async with transaction():
+            with translated(self._label):
+                await insert_rows(self.model, instances, self.bulk_batch_size)
+                await insert_rows(auditing.AuditLog, audit, self.bulk_batch_size)
+        await self._written([i.pk for i in instances])
+        return instances
+
+    async def _locked_row(self, key: Any, *, deleted: bool | None) -> ModelT:
+        """The row, locked for the rest of the transaction (``FOR UPDATE`` where the backend has it)."""
+        queryset = self.model.all_objects.filter(pk=key) if self._soft else self.model.filter(pk=key)
+        if deleted is not None and self._soft:
+            queryset = queryset.filter(deleted_at__isnull=not deleted)
+        instance = await queryset.select_for_update().first()
+        if instance is None:
+            state = {True: "deleted ", False: "live ", None: ""}[deleted]
+            raise NotFoundError(self._label, key, f"{self._label} {key} not found (no {state}row)")
+        return instance
+
+    async def _apply(self, instance: ModelT, values: dict[str, Any]) -> None:
+        """Write ``values`` guarded by the version read, bumping version and ``updated_at``."""
+        stamp: dict[str, Any] = dict(values)
+        if "updated_at" in self.model._meta.fields_map:
+            stamp["updated_at"] = timezone.now()
+        if "updated_by" in self.model._meta.fields_map:
+            stamp["updated_by"] = current_actor()
+        guard: dict[str, Any] = {"pk": instance.pk}
+        if self._versioned:
+            guard["version"] = instance.version
+            stamp["version"] = instance.version + 1
+        changed = await self.model.all_objects.filter(**guard).update(**stamp) if self._soft else \
+            await self.model.filter(**guard).update(**stamp)
+        if changed != 1:
+            raise ConcurrencyError(self._label, instance.pk, getattr(instance, "version", None), None)
+        for name, value in stamp.items():
+            setattr(instance, name, value)
+
+    async def update(self, key: Any, data: Input, *, expected_version: int | None = None) -> ModelT:
+        """Change a live row. With ``expected_version``, a row changed meanwhile raises ``ConcurrencyError``."""
+        key = self._key(key)
+        values = validate_input(self.model, data, "update")
+        async with transaction():
+            with translated(self._label):
+                instance = await self._locked_row(key, deleted=False)
+                if expected_version is not None and instance.version != expected_version:
+                    raise ConcurrencyError(self._label, key, expected_version, instance.version)
+                changes = auditing.diff(self.model, instance, values)
+                if not changes:
+                    return instance
+                await self._apply(instance, {name: values[name] for name in changes})
+                await auditing.write_audit(self.model, AuditAction.UPDATE, key, changes)
+        await self._written([key])
+        return instance
+
+    async def update_many(self, filters: Mapping[str, Any], data: Input) -> int:
+        """A queryset update that still bumps versions, stamps ``updated_at`` and audits each row."""
+        values = validate_input(self.model, data, "update")
+        if not filters:
+            raise ValidationError({"filters": "update_many needs at least one filter"}, model=self._label)
+        async with transaction():
+            with translated(self._label):
+                rows = await self._filtered(filters, None, False, False).select_for_update()
+                touched = []
+                for instance in rows:
+                    changes = auditing.diff(self.model, instance, values)
+                    if changes:
+                        await self._apply(instance, {name: values[name] for name in changes})
+                        await auditing.write_audit(self.model, AuditAction.UPDATE, instance.pk, changes)
+                        touched.append(instance.pk)
+        await self._written(touched)
+        return len(touched)
+
+    async def delete(self, key: Any, *, hard: bool = False) -> None:
+        """Soft delete (hidden everywhere, restorable); ``hard=True`` removes the row for good."""
+        key = self._key(key)
+        async with transaction():
+            with translated(self._label):
+                if hard or not self._soft:
+                    instance = await self._locked_row(key, deleted=None)
+                    changes = auditing.removal_changes(self.model, instance)
+                    await self.model.all_objects.filter(pk=key).delete() if self._soft else await instance.delete()
+                    await auditing.write_audit(self.model, AuditAction.HARD_DELETE, key, changes)
+                else:
+                    instance = await self._locked_row(key, deleted=False)
+                    now = timezone.now()
+                    await self._apply(instance, {"deleted_at": now, "deleted_by": current_actor()})
+                    await auditing.write_audit(
+                        self.model, AuditAction.DELETE, key, {"deleted_at": [None, auditing.jsonable(now)]}
+                    )
+        await self._written([key])
+
+    async def restore(self, key: Any) -> ModelT:
+        """Bring a soft-deleted row back; ``ConflictError`` if a live row took its unique values meanwhile."""
+        if not self._soft:
+            raise ValidationError({"__all__": f"{self._label} has no soft delete"}, model=self._label)
+        key = self._key(key)
+        async with transaction():
+            with translated(self._label):
+                instance = await self._locked_row(key, deleted=True)
+                was = auditing.jsonable(instance.deleted_at)
+                await self._apply(instance, {"deleted_at": None, "deleted_by": None})
+                await auditing.write_audit(self.model, AuditAction.RESTORE, key, {"deleted_at": [was, None]})
+        await self._written([key])
+        return instance
+
+    async def get_or_create(self, defaults: Input | None = None, **lookup: Any) -> tuple[ModelT, bool]:
+        """The live row matching ``lookup``, or a new one from ``lookup`` + ``defaults``."""
+        async with transaction():
+            found = await self.find_one(lookup)
+            if found is not None:
+                return found, False
+            data = {**dict(validate_input(self.model, defaults or {}, "update")), **lookup}
+            return await self.create(data), True
+
+    async def upsert(self, defaults: Input | None = None, **lookup: Any) -> tuple[ModelT, bool]:
+        """Create from ``lookup`` + ``defaults``, or update the live row matching ``lookup`` with ``defaults``."""
+        async with transaction():
+            found = await self.find_one(lookup)
+            if found is None:
+                data = {**dict(validate_input(self.model, defaults or {}, "update")), **lookup}
+                return await self.create(data), True
+            return await self.update(found.pk, defaults or {}), False

@@ -1,0 +1,143 @@
+"""Validating create/update input with pydantic, declared per model or derived from its fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, create_model
+from pydantic import ValidationError as PydanticValidationError
+from tortoise import fields as tf
+
+from datalayer.errors import ValidationError
+from datalayer.managers.filters import python_type_of
+
+#: columns the layer owns; input may never set them
+MANAGED_FIELDS = frozenset(
+    {"created_at", "updated_at", "deleted_at", "deleted_by", "created_by", "updated_by", "version"}
+)
+Purpose = Literal["create", "update"]
+
+
+def _annotation(field: tf.Field) -> Any:
+    if isinstance(field, tf.JSONField):
+        return Any
+    python_type = python_type_of(field)
+    max_length = getattr(field, "max_length", None)
+    if python_type is str and max_length:
+        return Annotated[str, StringConstraints(max_length=max_length)]
+    return python_type
+
+
+def writable_fields(model: type) -> dict[str, tf.Field]:
+    """Column-backed fields input may set (FKs as ``<name>_id``); ``id`` only when creating."""
+    meta = model._meta
+    return {
+        name: meta.fields_map[name]
+        for name in meta.fields_db_projection
+        if name not in MANAGED_FIELDS and not getattr(meta.fields_map[name], "generated", False)
+    }
+
+
+@cache
+def derived_schema(model: type, purpose: Purpose) -> type[BaseModel]:
+    """A strict (``extra="forbid"``) pydantic model for ``model``: required where the column needs a value."""
+    definitions: dict[str, Any] = {}
+    for name, field in writable_fields(model).items():
+        annotation = _annotation(field)
+        if field.null:
+            annotation = Optional[annotation]  # noqa: UP007 - runtime construction
+        required = (
+            purpose == "create"
+            and not field.null
+            and field.default is None
+            and not field.pk
+            and not getattr(field, "auto_now", False)
+            and not getattr(field, "auto_now_add", False)
+        )
+        definitions[name] = (annotation, ... if required else None)
+    return create_model(
+        f"{model.__name__}{purpose.title()}Input",
+        __config__=ConfigDict(extra="forbid", str_strip_whitespace=False),
+        **definitions,
+    )
+
+
+def schema_for(model: type, purpose: Purpose) -> type[BaseModel]:
+    declared = getattr(model, f"{purpose}_schema", None)
+    return declared or derived_schema(model, purpose)
+
+
+def _field_messages(exc: PydanticValidationError, allowed: Sequence[str], prefix: str = "") -> dict[str, str]:
+    messages: dict[str, str] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in error["loc"]) or "__all__"
+        if error["type"] == "extra_forbidden":
+            text = f"unknown field; allowed: {', '.join(sorted(allowed))}"
+        elif error["type"] == "missing":
+            text = "is required"
+        else:
+            text = error["msg"]
+        messages[f"{prefix}{location}"] = text
+    return messages
+
+
+def _as_mapping(data: Mapping[str, Any] | BaseModel, model: str) -> Mapping[str, Any]:
+    if isinstance(data, BaseModel):
+        return data.model_dump(exclude_unset=True)
+    if not isinstance(data, Mapping):
+        raise ValidationError({"__all__": "expected a dict or a pydantic model"}, model=model)
+    return data
+
+
+def validate_input(model: type, data: Mapping[str, Any] | BaseModel, purpose: Purpose) -> dict[str, Any]:
+    """Validated column values to write; only keys the caller set (so column defaults still apply)."""
+    name = model.__name__
+    schema = schema_for(model, purpose)
+    allowed = writable_fields(model)
+    if purpose == "update":
+        allowed = {k: v for k, v in allowed.items() if k != model._meta.pk_attr}
+    mapping = _as_mapping(data, name)
+    unknown = [key for key in mapping if key not in allowed]
+    if unknown:
+        raise ValidationError(
+            {key: f"unknown or read-only field; allowed: {', '.join(sorted(allowed))}" for key in unknown},
+            model=name,
+        )
+    try:
+        validated = schema.model_validate(dict(mapping))
+    except PydanticValidationError as exc:
+        raise ValidationError(_field_messages(exc, list(allowed)), model=name) from None
+    return {key: value for key, value in validated.model_dump(exclude_unset=True).items() if key in allowed}
+
+
+@cache
+def _list_adapter(schema: type[BaseModel]) -> TypeAdapter:
+    return TypeAdapter(list[schema])
+
+
+def validate_many(model: type, rows: Sequence[Mapping[str, Any] | BaseModel]) -> list[dict[str, Any]]:
+    """Validate a batch in one pydantic call; errors are keyed ``rows[i].field``."""
+    name = model.__name__
+    schema = schema_for(model, "create")
+    allowed = writable_fields(model)
+    mappings = [dict(_as_mapping(row, name)) for row in rows]
+    for index, mapping in enumerate(mappings):
+        unknown = [key for key in mapping if key not in allowed]
+        if unknown:
+            raise ValidationError(
+                {f"rows[{index}].{key}": f"unknown or read-only field; allowed: {', '.join(sorted(allowed))}"
+                 for key in unknown},
+                model=name,
+            )
+    try:
+        validated = _list_adapter(schema).validate_python(mappings)
+    except PydanticValidationError as exc:
+        messages = _field_messages(exc, list(allowed))
+        raise ValidationError({f"rows[{key.split('.', 1)[0]}].{key.split('.', 1)[-1]}": text
+                               for key, text in messages.items()}, model=name) from None
+    return [
+        {key: value for key, value in item.model_dump(exclude_unset=True).items() if key in allowed}
+        for item in validated
+    ]

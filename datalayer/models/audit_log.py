@@ -1,0 +1,32 @@
+"""The audit trail: one row per write through a manager, in the same transaction as the write."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from tortoise import fields
+
+from datalayer.models.base import RecordModel
+
+
+class AuditAction(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    RESTORE = "restore"
+    HARD_DELETE = "hard_delete"
+
+
+class AuditLog(RecordModel):
+    """``changes`` maps each field to ``[old, new]``; secret fields show as ``"***"``."""
+
+    actor_id = fields.UUIDField(null=True)
+    action = fields.CharEnumField(AuditAction, max_length=16)
+    table_name = fields.CharField(max_length=64)
+    record_id = fields.CharField(max_length=64)
+    changes = fields.JSONField(default=dict)
+    correlation_id = fields.CharField(max_length=128, null=True)
+
+    class Meta:
+        table = "audit_log"
+        indexes = (("table_name", "record_id", "created_at"), ("actor_id", "created_at"))

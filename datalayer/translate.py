@@ -1,0 +1,118 @@
+"""The one place that turns Tortoise, asyncpg and sqlite3 errors into datalayer's own."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+from tortoise import exceptions as orm
+
+from datalayer.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    DataLayerError,
+    NotFoundError,
+    ValidationError,
+)
+from datalayer.schema import fields_of_unique_index
+
+_PG_KEY = re.compile(r"Key \((?P<cols>[^)]*)\)")
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?:index '(?P<index>[^']+)'|(?P<cols>.+))")
+_SQLITE_NOT_NULL = re.compile(r"NOT NULL constraint failed: (?P<col>\S+)")
+_DRIVER_ERRORS = (
+    orm.BaseORMException,
+    asyncpg.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    sqlite3.Error,
+    OSError,
+    ConnectionError,
+    TimeoutError,
+)
+_CONNECTION_ERRORS = (
+    OSError,
+    ConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    orm.DBConnectionError,
+)
+
+
+def _root(exc: BaseException) -> BaseException:
+    """Tortoise wraps the driver error as ``args[0]`` and ``__cause__``; dig it out."""
+    seen = exc
+    for _ in range(4):
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else seen.__cause__
+        if inner is None or inner is seen:
+            break
+        seen = inner
+    return seen
+
+
+def _bare_column(name: str) -> str:
+    return name.split(".")[-1].strip().strip('"')
+
+
+def _integrity(model: str, exc: BaseException) -> DataLayerError:
+    root = _root(exc)
+    if isinstance(root, asyncpg.exceptions.UniqueViolationError):
+        fields = fields_of_unique_index(root.constraint_name or "")
+        if not fields:
+            match = _PG_KEY.search(root.detail or "")
+            fields = tuple(_bare_column(c) for c in match.group("cols").split(",")) if match else ()
+        return ConflictError(model, fields)
+    if isinstance(root, asyncpg.exceptions.ForeignKeyViolationError):
+        match = _PG_KEY.search(root.detail or "")
+        column = match.group("cols") if match else "reference"
+        return ValidationError({column: "refers to a row that does not exist; pass the id of an existing row"}, model=model)
+    if isinstance(root, asyncpg.exceptions.NotNullViolationError):
+        return ValidationError({root.column_name or "field": "is required; give it a value"}, model=model)
+    if isinstance(root, asyncpg.exceptions.CheckViolationError):
+        return ValidationError({root.constraint_name or "__all__": "breaks a check rule of the table"}, model=model)
+    text = str(root)
+    if match := _SQLITE_UNIQUE.search(text):
+        fields = fields_of_unique_index(match.group("index")) if match.group("index") else tuple(
+            _bare_column(c) for c in match.group("cols").split(",")
+        )
+        return ConflictError(model, fields)
+    if match := _SQLITE_NOT_NULL.search(text):
+        return ValidationError({_bare_column(match.group("col")): "is required; give it a value"}, model=model)
+    if "FOREIGN KEY constraint failed" in text:
+        return ValidationError({"__all__": "a reference points to a row that does not exist"}, model=model)
+    return ConflictError(model, (), message=f"{model}: the write breaks an integrity rule")
+
+
+def translate(exc: BaseException, model: str = "record") -> DataLayerError:
+    """Map one driver/ORM exception onto the library's hierarchy (never returns a driver error)."""
+    if isinstance(exc, DataLayerError):
+        return exc
+    if isinstance(exc, orm.DoesNotExist | orm.ObjectDoesNotExistError):
+        return NotFoundError(model)
+    if isinstance(exc, orm.IntegrityError):
+        return _integrity(model, exc)
+    root = _root(exc)
+    if isinstance(root, orm.IntegrityError | sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
+        return _integrity(model, root)
+    if isinstance(root, asyncpg.exceptions.DataError):
+        return ValidationError({"__all__": f"a value does not fit its column ({root.__class__.__name__}: {root})"}, model=model)
+    if isinstance(exc, orm.ValidationError | orm.FieldError | orm.ParamsError):
+        return ValidationError({"__all__": str(exc)}, model=model)
+    if isinstance(root, _CONNECTION_ERRORS) or isinstance(exc, _CONNECTION_ERRORS):
+        return DatabaseUnavailableError(f"database connection failed: {root.__class__.__name__}: {root}")
+    return DataLayerError(f"{model}: database operation failed: {root.__class__.__name__}: {root}")
+
+
+@contextmanager
+def translated(model: str = "record") -> Iterator[None]:
+    """``with translated("User"): ...`` re-raises ORM and driver errors as the library's own.
+
+    Anything else (a caller's own exception raised inside a transaction block) passes through untouched.
+    """
+    try:
+        yield
+    except _DRIVER_ERRORS as exc:
+        raise translate(exc, model) from exc

@@ -1,0 +1,105 @@
+"""Every data test runs on both backends: a session-scoped ``backend`` fixture parametrized over SQLite
+and PostgreSQL, one fresh database per backend, tables emptied before each test.
+
+PostgreSQL is never skipped: if it cannot be reached the run fails (CI must prove both backends).
+Set ``DATALAYER_TEST_BACKENDS=sqlite`` locally to run one backend only.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from tortoise.connection import get_connection
+
+from datalayer import Settings, close_context, get_context
+from datalayer.context import DataContext
+
+PG_ADMIN_URL = os.environ.get("DATALAYER_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+BACKENDS = [b.strip() for b in os.environ.get("DATALAYER_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
+TEST_MODELS = ("tests.models",)
+
+
+@dataclass
+class Backend:
+    name: str
+    settings: Settings
+    url: str
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.name == "postgres"
+
+
+def make_settings(url: str, **overrides: object) -> Settings:
+    return Settings(DATABASE_URL=url, DATALAYER_ENV="test", DB_RETRY_ATTEMPTS=1, BCRYPT_ROUNDS=4,
+                    _env_file=None, **overrides)
+
+
+async def create_pg_database(prefix: str = "datalayer_test") -> str:
+    """A fresh PostgreSQL database; returns its URL. Fails the run if the server is unreachable."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL is required for the test suite and is unreachable at {PG_ADMIN_URL}: {exc}",
+                    pytrace=False)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session", params=BACKENDS)
+async def backend(request, tmp_path_factory) -> Backend:
+    if request.param == "postgres":
+        url = await create_pg_database()
+    else:
+        url = f"sqlite://{Path(tmp_path_factory.mktemp('sqlite')) / 'test.sqlite3'}"
+    yield Backend(request.param, make_settings(url), url)
+    await close_context()
+    if request.param == "postgres":
+        await drop_pg_database(url)
+
+
+async def _empty_tables(context: DataContext) -> None:
+    tables = [model._meta.db_table for model in context.models]
+    connection = get_connection("default")
+    if context.target.is_postgres:
+        quoted = ", ".join(f'"{table}"' for table in tables)
+        await connection.execute_script(f"TRUNCATE {quoted} CASCADE")
+    else:
+        statements = "".join(f'DELETE FROM "{t}";' for t in tables)
+        await connection.execute_script(f"PRAGMA foreign_keys=OFF;{statements}PRAGMA foreign_keys=ON;")
+
+
+@pytest_asyncio.fixture
+async def ctx(backend: Backend) -> DataContext:
+    """The process context on this backend, with every table empty."""
+    context = await get_context(settings=backend.settings, models=TEST_MODELS, generate_schemas=True)
+    if context.settings is not backend.settings:  # a test left another backend's context open
+        await close_context()
+        context = await get_context(settings=backend.settings, models=TEST_MODELS, generate_schemas=True)
+    await _empty_tables(context)
+    yield context
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("postgres_only") and "[sqlite]" in item.nodeid:
+            item.add_marker(pytest.mark.skip(reason="PostgreSQL-only feature; runs in the [postgres] pass"))

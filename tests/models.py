@@ -1,0 +1,56 @@
+"""Models of an imaginary app built on datalayer, used by the core tests."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from tortoise import fields
+
+from datalayer import AuditedModel
+from datalayer.schema import LiveUnique
+
+
+class Author(AuditedModel):
+    name = fields.CharField(max_length=100)
+    email = fields.CharField(max_length=255)
+    password_hash = fields.CharField(max_length=128, default="")
+
+    searchable_fields: ClassVar = ("name", "email")
+    secret_fields: ClassVar = ("password_hash",)
+    live_unique_fields: ClassVar = (LiveUnique(("email",), lower=True),)
+
+    class Meta:
+        table = "test_author"
+
+
+class ArticleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+    body: str = ""
+    status: str = Field(default="draft", pattern="^(draft|published|archived)$")
+    views: int = Field(default=0, ge=0)
+    author_id: str | None = None
+
+
+class Article(AuditedModel):
+    title = fields.CharField(max_length=200)
+    body = fields.TextField(default="")
+    status = fields.CharField(max_length=20, default="draft")
+    views = fields.IntField(default=0)
+    published_at = fields.DatetimeField(null=True)
+    author = fields.ForeignKeyField("models.Author", related_name="articles", null=True)
+
+    searchable_fields: ClassVar = ("title", "body")
+    filter_relations: ClassVar = ("author__name", "author__email")
+
+    class Meta:
+        table = "test_article"
+
+
+class Comment(AuditedModel):
+    article = fields.ForeignKeyField("models.Article", related_name="comments")
+    text = fields.TextField()
+
+    class Meta:
+        table = "test_comment"
