@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(default=None, validation_alias="REDIS_URL")
     environment: Environment = Field(default="development", validation_alias="DATALAYER_ENV")
     bcrypt_rounds: int = Field(default=12, ge=4, le=31, validation_alias="BCRYPT_ROUNDS")
+    #: wraps stored models' encryption keys (AES-GCM); required only to store or read such keys
+    key_wrapping_secret: SecretStr | None = Field(default=None, validation_alias="DATALAYER_KEY_WRAPPING_SECRET")
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -136,17 +138,19 @@ class Settings(BaseSettings):
 
 def parse_database_url(url: str) -> DatabaseTarget:
     """Parse a ``postgres://`` or ``sqlite://`` URL; a malformed one raises ``ConfigurationError``."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigurationError(f"DATABASE_URL is not a valid URL ({exc}); expected postgres://user@host:5432/db") from None
-    scheme = parts.scheme.lower()
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "sqlite":
         path = url[len("sqlite://"):].split("?", 1)[0]  # sqlite://rel/path, sqlite:///abs/path, sqlite://:memory:
         if not path:
             raise ConfigurationError("DATABASE_URL sqlite:// needs a path, e.g. sqlite:///data/app.sqlite3")
         return DatabaseTarget("sqlite", database=path)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"DATABASE_URL is not a valid URL ({exc}); expected postgres://user@host:5432/db"
+        ) from None
     if scheme not in _POSTGRES_SCHEMES:
         raise ConfigurationError(
             f"DATABASE_URL scheme {scheme!r} is not supported; use postgres://... or sqlite:///path"

@@ -37,8 +37,8 @@ class Backend:
 
 
 def make_settings(url: str, **overrides: object) -> Settings:
-    return Settings(DATABASE_URL=url, DATALAYER_ENV="test", DB_RETRY_ATTEMPTS=1, BCRYPT_ROUNDS=4,
-                    _env_file=None, **overrides)
+    env = {"DATALAYER_ENV": "test", "DB_RETRY_ATTEMPTS": 1, "BCRYPT_ROUNDS": 4, **overrides}
+    return Settings(DATABASE_URL=url, _env_file=None, **env)
 
 
 async def create_pg_database(prefix: str = "datalayer_test") -> str:

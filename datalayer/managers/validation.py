@@ -83,9 +83,10 @@ def _field_messages(exc: PydanticValidationError, allowed: Sequence[str], prefix
     return messages
 
 
-def _as_mapping(data: Mapping[str, Any] | BaseModel, model: str) -> Mapping[str, Any]:
+def _as_mapping(data: Mapping[str, Any] | BaseModel, model: str, purpose: Purpose = "create") -> Mapping[str, Any]:
+    """A pydantic input gives all its values on create (its defaults are the caller's), set ones on update."""
     if isinstance(data, BaseModel):
-        return data.model_dump(exclude_unset=True)
+        return data.model_dump(exclude_unset=purpose == "update")
     if not isinstance(data, Mapping):
         raise ValidationError({"__all__": "expected a dict or a pydantic model"}, model=model)
     return data
@@ -98,7 +99,7 @@ def validate_input(model: type, data: Mapping[str, Any] | BaseModel, purpose: Pu
     allowed = writable_fields(model)
     if purpose == "update":
         allowed = {k: v for k, v in allowed.items() if k != model._meta.pk_attr}
-    mapping = _as_mapping(data, name)
+    mapping = _as_mapping(data, name, purpose)
     unknown = [key for key in mapping if key not in allowed]
     if unknown:
         raise ValidationError(
