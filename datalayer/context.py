@@ -101,7 +101,11 @@ _current: DataContext | None = None
 _opening: asyncio.Task[DataContext] | None = None
 
 
-async def _open(settings: Settings, models: Sequence[str], generate_schemas: bool) -> DataContext:
+async def _open(settings: Settings, models: Sequence[str], generate_schemas: bool, migrate: bool = False) -> DataContext:
+    if migrate:
+        from datalayer.migrations import upgrade  # lazy: only apps that migrate at start load aerich
+
+        await upgrade(settings)
     tortoise = await open_database(settings, models, generate_schemas=generate_schemas)
     return DataContext(settings, tortoise)
 
@@ -111,6 +115,7 @@ async def get_context(
     settings: Settings | None = None,
     models: Sequence[str] = (),
     generate_schemas: bool = False,
+    migrate: bool = False,
 ) -> DataContext:
     """The process's ``DataContext``, opened on first call; concurrent first callers share one init.
 
@@ -118,6 +123,7 @@ async def get_context(
         settings: defaults to ``Settings()`` (environment and ``.env``).
         models: an app's own model modules, loaded beside datalayer's.
         generate_schemas: create missing tables and indexes (tests, quick starts).
+        migrate: apply pending migrations from ``migrations/`` first (``datalayer.migrations.upgrade``).
     Raises:
         DatabaseUnavailableError: the database did not answer after the configured retries.
     """
@@ -126,7 +132,7 @@ async def get_context(
         return _current
     if _opening is None or _opening.get_loop() is not asyncio.get_running_loop():
         _opening = asyncio.get_running_loop().create_task(
-            _open(settings or Settings(), tuple(models), generate_schemas)
+            _open(settings or Settings(), tuple(models), generate_schemas, migrate)
         )
     opening = _opening
     try:
