@@ -7,7 +7,10 @@ import decimal
 import enum
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
+
+from tortoise import timezone
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.managers.validation import MANAGED_FIELDS
@@ -16,8 +19,13 @@ from datalayer.models.audit_log import AuditAction, AuditLog
 MASK = "***"
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def jsonable(value: Any) -> Any:
     """A value as it should read in the audit log (ISO datetimes, string UUIDs and decimals)."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID | decimal.Decimal):
@@ -33,16 +41,22 @@ def _masked(model: type, name: str, value: Any) -> Any:
     return MASK if name in getattr(model, "secret_fields", ()) and value not in (None, "") else jsonable(value)
 
 
-def audited_fields(model: type) -> list[str]:
-    return [name for name in model._meta.fields_db_projection if name not in MANAGED_FIELDS]
+@cache
+def audited_fields(model: type) -> tuple[str, ...]:
+    return tuple(name for name in model._meta.fields_db_projection if name not in MANAGED_FIELDS)
 
 
-def creation_changes(model: type, instance: Any) -> dict[str, list[Any]]:
+def creation_changes(model: type, values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{field: [None, value]}`` for the set fields of a new row (``values`` maps field names)."""
     return {
-        name: [None, _masked(model, name, getattr(instance, name))]
+        name: [None, _masked(model, name, values[name])]
         for name in audited_fields(model)
-        if getattr(instance, name) is not None
+        if values.get(name) is not None
     }
+
+
+def row_of(model: type, instance: Any) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in model._meta.fields_db_projection}
 
 
 def removal_changes(model: type, instance: Any) -> dict[str, list[Any]]:
@@ -75,7 +89,16 @@ async def write_audit(model: type, action: AuditAction, record_id: Any, changes:
         await audit_row(model, action, record_id, changes).save()
 
 
-def audit_rows(model: type, action: AuditAction, entries: Iterable[tuple[Any, dict[str, Any]]]) -> list[AuditLog]:
+def audit_dicts(
+    model: type, action: AuditAction, entries: Iterable[tuple[Any, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Complete ``AuditLog`` rows as dicts, for ``bulk.insert_rows`` (no model instances needed)."""
     if not getattr(model, "audited", True):
         return []
-    return [audit_row(model, action, record_id, changes) for record_id, changes in entries]
+    now = timezone.now()
+    actor, correlation_id, table = current_actor(), current_correlation_id(), model._meta.db_table
+    return [
+        {"id": uuid.uuid4(), "created_at": now, "updated_at": now, "actor_id": actor, "action": action,
+         "table_name": table, "record_id": str(record_id), "changes": changes, "correlation_id": correlation_id}
+        for record_id, changes in entries
+    ]

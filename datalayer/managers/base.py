@@ -21,7 +21,7 @@ from datalayer.actor import current_actor
 from datalayer.errors import ConcurrencyError, NotFoundError, ValidationError
 from datalayer.managers import auditing, registry
 from datalayer.managers.filters import build_filters, check_sort, search_q
-from datalayer.managers.bulk import insert_rows
+from datalayer.managers.bulk import complete_rows, insert_rows
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
 from datalayer.managers.validation import validate_input, validate_many
 from datalayer.models.audit_log import AuditAction
@@ -217,26 +217,27 @@ class ModelManager(Generic[ModelT]):
             with translated(self._label):
                 instance = await self.model.create(**values)
                 await auditing.write_audit(
-                    self.model, AuditAction.CREATE, instance.pk, auditing.creation_changes(self.model, instance)
+                    self.model, AuditAction.CREATE, instance.pk,
+                    auditing.creation_changes(self.model, auditing.row_of(self.model, instance)),
                 )
         await self._written([instance.pk])
         return instance
 
     async def bulk_create(self, rows: Sequence[Input]) -> list[ModelT]:
         """Validate every row first, then insert rows and audit rows together (COPY on PostgreSQL)."""
-        validated = validate_many(self.model, rows)
         now = timezone.now()
         stamps = {name: now for name in ("created_at", "updated_at") if name in self.model._meta.fields_map}
-        instances = [self.model(**self._stamped(values), **stamps) for values in validated]
-        audit = auditing.audit_rows(
+        complete = complete_rows(self.model, [{**self._stamped(values), **stamps}
+                                              for values in validate_many(self.model, rows)])
+        audit = auditing.audit_dicts(
             self.model, AuditAction.CREATE,
-            ((i.pk, auditing.creation_changes(self.model, i)) for i in instances),
+            ((row["id"], auditing.creation_changes(self.model, row)) for row in complete),
         )
         async with transaction():
             with translated(self._label):
-                await insert_rows(self.model, instances, self.bulk_batch_size)
-                await insert_rows(auditing.AuditLog, audit, self.bulk_batch_size)
-        await self._written([i.pk for i in instances])
+                instances = await insert_rows(self.model, complete, batch_size=self.bulk_batch_size)
+                await insert_rows(auditing.AuditLog, audit, batch_size=self.bulk_batch_size, want_instances=False)
+        await self._written([instance.pk for instance in instances])
         return instances
 
     async def _locked_row(self, key: Any, *, deleted: bool | None) -> ModelT:
