@@ -75,6 +75,7 @@ class DataContext:
                 )
             manager_class = manager_class_for(model) or ModelManager
             manager = self._managers[model] = manager_class(model)
+            manager.settings = self.settings  # managers needing a knob (bcrypt cost) read it here
         return manager
 
     def managers(self) -> dict[str, ModelManager[Any]]:
