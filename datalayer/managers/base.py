@@ -8,24 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import nullcontext
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 from tortoise import timezone
+from tortoise.connection import get_connection
 from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from datalayer.actor import current_actor
+from datalayer.config import CONNECTION_NAME
 from datalayer.errors import ConcurrencyError, NotFoundError, ValidationError
-from datalayer.managers import auditing, registry
+from datalayer.managers import auditing, pg_update, registry
 from datalayer.managers.filters import build_filters, check_sort, search_q
 from datalayer.managers.bulk import complete_rows, insert_rows
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
 from datalayer.managers.validation import validate_input, validate_many
 from datalayer.models.audit_log import AuditAction
-from datalayer.transactions import on_commit, transaction
+from datalayer.transactions import in_transaction_block, on_commit, transaction
 from datalayer.translate import translated
 
 ModelT = TypeVar("ModelT", bound=Model)
@@ -54,6 +57,7 @@ class ModelManager(Generic[ModelT]):
         self._soft = "deleted_at" in self.model._meta.fields_map
         self._versioned = "version" in self.model._meta.fields_map
         self._write_listeners: list[WriteListener] = []
+        self._pg_update_ok = pg_update.supported(self.model)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -273,6 +277,8 @@ class ModelManager(Generic[ModelT]):
         """Change a live row. With ``expected_version``, a row changed meanwhile raises ``ConcurrencyError``."""
         key = self._key(key)
         values = validate_input(self.model, data, "update")
+        if values and self._one_statement_updates():
+            return await self._update_in_one_statement(key, values, expected_version)
         async with transaction():
             with translated(self._label):
                 instance = await self._locked_row(key, deleted=False)
@@ -283,6 +289,24 @@ class ModelManager(Generic[ModelT]):
                     return instance
                 await self._apply(instance, {name: values[name] for name in changes})
                 await auditing.write_audit(self.model, AuditAction.UPDATE, key, changes)
+        await self._written([key])
+        return instance
+
+    def _one_statement_updates(self) -> bool:
+        return self._pg_update_ok and get_connection(CONNECTION_NAME).capabilities.dialect == "postgres"
+
+    async def _update_in_one_statement(self, key: Any, values: dict[str, Any], expected: int | None) -> ModelT:
+        # inside a caller's transaction a failing statement would abort it: keep the savepoint there
+        scope = transaction() if in_transaction_block() else nullcontext()
+        async with scope:
+            with translated(self._label):
+                found, instance = await pg_update.update_in_one_statement(self.model, key, values, expected)
+        if found is None:
+            raise NotFoundError(self._label, key)
+        if instance is None:
+            if expected is not None and found != expected:
+                raise ConcurrencyError(self._label, key, expected, found)
+            return await self.get(key)  # nothing differed: nothing written
         await self._written([key])
         return instance
 

@@ -1,0 +1,85 @@
+"""PostgreSQL's one-statement update: lock, version check, write and audit row in a single round trip.
+
+The generic path needs BEGIN, SELECT ... FOR UPDATE, UPDATE, INSERT audit, COMMIT. Here one CTE does it:
+``old`` locks the live row (READ COMMITTED re-reads it after a competing writer commits, so the version it
+sees is current), ``upd`` applies the change only if the version matches and something really differs,
+``aud`` writes the ``{field: [old, new]}`` diff computed in SQL, and the final SELECT tells apart "missing",
+"version moved" and "nothing changed".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from tortoise import timezone
+from tortoise.connection import get_connection
+
+from datalayer.actor import current_actor, current_correlation_id
+from datalayer.config import CONNECTION_NAME
+from datalayer.managers.auditing import MASK
+from datalayer.managers.bulk import _copy_converters
+from datalayer.models.audit_log import AuditLog
+
+OLD_VERSION = "_dl_old_version"
+
+
+def supported(model: type) -> bool:
+    fields = model._meta.fields_map
+    return all(name in fields for name in ("deleted_at", "version", "updated_at", "updated_by"))
+
+
+@cache
+def _statement(model: type, names: tuple[str, ...]) -> str:
+    meta = model._meta
+    table = meta.db_table
+    columns = [meta.fields_db_projection[name] for name in names]
+    secret = set(getattr(model, "secret_fields", ()))
+    # $1 id, $2 now, $3 actor, $4 expected version, $5 audit id, $6 record id text, $7 correlation, $8.. values
+    sets = ", ".join(f'"{column}" = ${8 + i}' for i, column in enumerate(columns))
+    differs = " OR ".join(f't."{column}" IS DISTINCT FROM ${8 + i}' for i, column in enumerate(columns))
+    read = ", ".join(f'"{column}"' for column in {*columns, "id", "version"})
+    sql = (
+        f'WITH old AS (SELECT {read} FROM "{table}" WHERE "id" = $1 AND "deleted_at" IS NULL FOR UPDATE), '
+        f'upd AS (UPDATE "{table}" AS t SET {sets}, "updated_at" = $2, "updated_by" = $3, '
+        f'"version" = t."version" + 1 FROM old WHERE t."id" = old."id" '
+        f'AND old."version" = COALESCE($4::int, old."version") AND ({differs}) RETURNING t.*)'
+    )
+    if getattr(model, "audited", True):
+        pairs = []
+        for name, column in zip(names, columns):
+            if name in secret:
+                pair = f"jsonb_build_array('\"{MASK}\"'::jsonb, '\"{MASK}\"'::jsonb)"
+            else:
+                pair = f'jsonb_build_array(to_jsonb(old."{column}"), to_jsonb(upd."{column}"))'
+            pairs.append(f"'{name}', CASE WHEN old.\"{column}\" IS DISTINCT FROM upd.\"{column}\" THEN {pair} END")
+        audit_table = AuditLog._meta.db_table
+        sql += (
+            f', aud AS (INSERT INTO "{audit_table}" ("id", "created_at", "updated_at", "actor_id", "action", '
+            f'"table_name", "record_id", "changes", "correlation_id") '
+            f"SELECT $5, $2, $2, $3, 'update', '{table}', $6, "
+            f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)})), $7 FROM old JOIN upd ON upd.\"id\" = old.\"id\")"
+        )
+    return sql + f' SELECT old."version" AS "{OLD_VERSION}", upd.* FROM old LEFT JOIN upd ON upd."id" = old."id"'
+
+
+async def update_in_one_statement(
+    model: type, key: uuid.UUID, values: dict[str, Any], expected_version: int | None
+) -> tuple[int | None, Any | None]:
+    """Returns ``(version found, updated instance)``: ``(None, None)`` when no live row has ``key``;
+    ``(v, None)`` when the version did not match or nothing changed."""
+    names = tuple(sorted(values))
+    converters = {name: convert for name, _, convert in _copy_converters(model)}
+    params: list[Any] = [key, timezone.now(), current_actor(), expected_version, uuid.uuid4(), str(key),
+                         current_correlation_id()]
+    params.extend(converters[name](values[name]) for name in names)
+    rows: Sequence[dict] = await get_connection(CONNECTION_NAME).execute_query_dict(_statement(model, names), params)
+    if not rows:
+        return None, None
+    row = dict(rows[0])
+    found_version = row.pop(OLD_VERSION)
+    if row.get("id") is None:
+        return found_version, None
+    return found_version, model._init_from_db(**row)
