@@ -16,7 +16,8 @@ def connection_config(settings: Settings, target: DatabaseTarget | None = None) 
     """Dict-form credentials (not a URL), so ``ssl`` keeps asyncpg's meaning and the password stays out of strings."""
     target = target or settings.target
     if not target.is_postgres:
-        return {"engine": "tortoise.backends.sqlite", "credentials": {"file_path": target.database}}
+        return {"engine": "datalayer.backends.sqlite",
+                "credentials": {"file_path": target.database, **_monitoring_credentials(settings)}}
     credentials: dict[str, Any] = {
         "host": target.host,
         "port": target.port,
@@ -33,7 +34,17 @@ def connection_config(settings: Settings, target: DatabaseTarget | None = None) 
         credentials["ssl"] = target.ssl
     if "schema" in target.options:
         credentials["schema"] = target.options["schema"]
-    return {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
+    credentials.update(_monitoring_credentials(settings))
+    return {"engine": "datalayer.backends.postgres", "credentials": credentials}
+
+
+def _monitoring_credentials(settings: Settings) -> dict[str, Any]:
+    """Options datalayer's instrumented engines take out of the credentials (see ``datalayer.backends``)."""
+    return {
+        "acquire_timeout": settings.db_pool_timeout_ms / 1000,
+        "slow_query_ms": settings.db_slow_query_ms,
+        "log_statements": settings.db_logging,
+    }
 
 
 def tortoise_config(

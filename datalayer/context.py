@@ -12,6 +12,7 @@ from tortoise.context import TortoiseContext
 from tortoise.models import Model
 
 from datalayer.actor import acting_as, correlation
+from datalayer.cache import Cache, apply_read_through, build_cache
 from datalayer.connection import close_database, open_database
 from datalayer.errors import ConfigurationError
 from datalayer.managers import ModelManager
@@ -51,6 +52,7 @@ class DataContext:
         self.closed = False
         self._managers: dict[type[Model], ModelManager[Any]] = {}
         self._names: dict[str, type[Model]] = {}
+        self.cache: Cache = build_cache(settings)  # Redis when REDIS_URL is set, else in-process
         for model in tortoise.apps.get_models_iterable():
             if model.__module__.startswith("aerich"):
                 continue
@@ -75,8 +77,16 @@ class DataContext:
                 )
             manager_class = manager_class_for(model) or ModelManager
             manager = self._managers[model] = manager_class(model)
+            apply_read_through(manager, self.cache)
             manager.settings = self.settings  # managers needing a knob (bcrypt cost) read it here
         return manager
+
+    def use_cache(self, cache: Cache) -> Cache:
+        """Swap ``ctx.cache`` (re-wiring read-through on every manager); returns the previous cache."""
+        previous, self.cache = self.cache, cache
+        for manager in self._managers.values():
+            apply_read_through(manager, cache)
+        return previous
 
     def managers(self) -> dict[str, ModelManager[Any]]:
         return {name: self.manager(model) for name, model in self._names.items()}
@@ -150,4 +160,5 @@ async def close_context() -> None:
     context, _current = _current, None
     if context is not None and not context.closed:
         context.closed = True
+        await context.cache.close()
         await close_database(context.settings)

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 from tortoise import fields
 
-from datalayer import AuditedModel
+from datalayer import AuditedModel, ModelManager
 from datalayer.schema import LiveUnique
 
 
@@ -54,3 +54,21 @@ class Comment(AuditedModel):
 
     class Meta:
         table = "test_comment"
+
+
+class CachedNote(AuditedModel):
+    """A model whose manager opts in to read-through caching (tests/test_cache_read_through.py)."""
+
+    title = fields.CharField(max_length=200)
+    amount = fields.DecimalField(max_digits=12, decimal_places=4, default=0)
+    meta = fields.JSONField(default=dict)
+    due_at = fields.DatetimeField(null=True)
+    author = fields.ForeignKeyField("models.Author", related_name="cached_notes", null=True)
+
+    class Meta:
+        table = "test_cached_note"
+
+
+class CachedNoteManager(ModelManager[CachedNote]):
+    model = CachedNote
+    cached = True

@@ -2,6 +2,7 @@
 
 from datalayer.models.audit_log import AuditAction, AuditLog
 from datalayer.models.base import AuditedModel, DataModel, RecordModel
+from datalayer.models.cache_entry import CacheEntry
 from datalayer.models.accounts import ApiKey, Role, Session, SessionStatus, SubscriptionTier, User
 from datalayer.models.agent import CodeFile, Configuration, ParsedRequest, ProjectAnalysis, Task, TaskStatus
 from datalayer.models.analysis import AnalysisFile, DataAnalysis, LogLevel, SystemLog, ToolGeneration
@@ -9,7 +10,7 @@ from datalayer.models.characters import Character, CharacterTemplate, Generation
 from datalayer.models.ml import EndpointConfig, MLModel, ModelUsage, StoredModel
 
 __models__ = [
-    AuditLog,
+    AuditLog, CacheEntry,
     User, Session, ApiKey,
     ParsedRequest, ProjectAnalysis, Task, CodeFile, Configuration,
     MLModel, StoredModel, EndpointConfig, ModelUsage,
@@ -22,4 +23,4 @@ __all__ = [
     "EndpointConfig", "GenerationStatus", "LogLevel", "MLModel", "ModelUsage", "ParsedRequest", "ProjectAnalysis",
     "Role", "Session", "SessionStatus", "StoredModel", "StyleType", "SubscriptionTier", "SystemLog", "Task",
     "TaskStatus", "ToolGeneration", "User",
-    "AuditAction", "AuditLog", "AuditedModel", "DataModel", "RecordModel"]
+    "AuditAction", "AuditLog", "AuditedModel", "CacheEntry", "DataModel", "RecordModel"]

@@ -1,0 +1,356 @@
+"""``Cache``: the object on ``ctx.cache``. Generic get/set/delete/get_or_set/invalidate_prefix, seed 002's
+named helpers, stampede protection, counters, and health.
+
+Nothing here raises because the backend is down or slow: reads become misses (so callers load from the
+database), writes become no-ops, and every call returns within the backend's timeout. Only a caller's own
+mistakes (a bad key, a TTL <= 0, a value JSON cannot hold) raise ``ValidationError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from datalayer.cache import keys as cache_keys
+from datalayer.cache.backend import BackendUnavailable, CacheBackend
+from datalayer.cache.db_tier import PersistentCache
+from datalayer.cache.metrics import CacheMetrics
+from datalayer.cache.serialization import dumps, loads
+from datalayer.cache.stampede import SingleFlight
+from datalayer.errors import ConfigurationError, DataLayerError, ValidationError
+
+log = logging.getLogger("datalayer.cache")
+T = TypeVar("T")
+
+_TOMBSTONE = "\x00invalidated"  # never valid JSON, so never a stored value
+_MAX_PENDING = 10_000
+
+
+class Cache:
+    """Namespaced JSON cache over a ``CacheBackend``, with an optional persistent database tier.
+
+    Args:
+        backend: ``RedisBackend`` or ``MemoryBackend``.
+        namespace: prefix of every key, so apps and environments can share a Redis.
+        default_ttl: seconds a value lives when a call does not say.
+        lock_ttl: seconds the cross-process loader lock lives (and how long others wait for its holder).
+        invalidation_guard: seconds after ``invalidate`` during which loads that started earlier cannot
+            write their (possibly stale) result back.
+        persistent: the database tier used by calls with ``persist=True``.
+        read_through_models: model (or manager) names whose ``get`` by id is cached (see ``read_through``).
+        row_ttl: seconds a read-through row lives (default ``default_ttl``).
+    """
+
+    def __init__(
+        self,
+        backend: CacheBackend,
+        *,
+        namespace: str = "datalayer",
+        default_ttl: float = 300.0,
+        lock_ttl: float = 3.0,
+        invalidation_guard: float = 2.0,
+        persistent: PersistentCache | None = None,
+        read_through_models: Iterable[str] = (),
+        row_ttl: float | None = None,
+    ) -> None:
+        self.backend = backend
+        self.ns = cache_keys.Namespace(namespace)
+        self.default_ttl = self._seconds(default_ttl, "default_ttl")
+        self.lock_ttl = self._seconds(lock_ttl, "lock_ttl")
+        self.invalidation_guard = self._seconds(invalidation_guard, "invalidation_guard")
+        self.persistent = persistent
+        self.read_through_models = frozenset(read_through_models)
+        self.row_ttl = None if row_ttl is None else self._seconds(row_ttl, "row_ttl")
+        self.metrics = CacheMetrics()
+        self.last_error: str | None = None
+        self.lock_poll = 0.02
+        self._flight = SingleFlight()
+        self._pending: set[str] = set()
+        self._pending_overflow = False
+
+    @property
+    def namespace(self) -> str:
+        return self.ns.name
+
+    def __repr__(self) -> str:
+        return f"<Cache {self.backend.name} namespace={self.namespace!r}>"
+
+    # ------------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _seconds(value: float, field: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValidationError({field: f"must be a number of seconds > 0, got {value!r:.40}"})
+        return float(value)
+
+    def _ttl_ms(self, ttl: float | None) -> int:
+        seconds = self.default_ttl if ttl is None else self._seconds(ttl, "ttl")
+        return max(1, int(seconds * 1000))
+
+    async def _call(self, operation: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """Run one backend operation; a failure is counted and becomes ``fallback``."""
+        started = time.perf_counter()
+        try:
+            result = await operation()
+        except BackendUnavailable as exc:
+            self.metrics.errors += 1
+            self.last_error = str(exc)
+            return fallback
+        finally:
+            self.metrics.observe((time.perf_counter() - started) * 1000)
+        if self._pending or self._pending_overflow:
+            await self._replay_invalidations()
+        return result
+
+    async def _replay_invalidations(self) -> None:
+        """Deletes that failed while the backend was away are retried as soon as it answers again."""
+        pending, self._pending = list(self._pending), set()
+        overflow, self._pending_overflow = self._pending_overflow, False
+        try:
+            if overflow:
+                await self.backend.delete_prefix(self.ns.prefix)
+            if pending:
+                await self.backend.delete(pending)
+            log.info("replayed %d cache invalidations missed while the backend was down", len(pending))
+        except BackendUnavailable:
+            self._remember_failed(pending)
+            self._pending_overflow = self._pending_overflow or overflow
+
+    def _remember_failed(self, full_keys: list[str]) -> None:
+        if len(self._pending) + len(full_keys) > _MAX_PENDING:
+            self._pending_overflow = True  # too many to track: clear the namespace once the backend is back
+            self._pending.clear()
+        else:
+            self._pending.update(full_keys)
+
+    async def _lookup(self, full: str, *, count: bool = True) -> tuple[bool, Any]:
+        raw = await self._call(lambda: self.backend.get(full), None)
+        if raw is not None and raw != _TOMBSTONE:
+            try:
+                value = loads(raw)
+            except (ValueError, KeyError, TypeError):
+                log.warning("dropping an undecodable cache entry under %s", full)
+                self.metrics.errors += 1
+            else:
+                if count:
+                    self.metrics.hits += 1
+                return True, value
+        if count:
+            self.metrics.misses += 1
+        return False, None
+
+    async def _store(self, full: str, value: Any, ttl: float | None, *, only_if_absent: bool = False) -> bool:
+        encoded = dumps(value)
+        ttl_ms = self._ttl_ms(ttl)
+        stored = await self._call(
+            lambda: self.backend.set(full, encoded, ttl_ms, only_if_absent=only_if_absent), False
+        )
+        self.metrics.sets += int(stored)
+        return stored
+
+    def _tier(self) -> PersistentCache:
+        if self.persistent is None:
+            raise ConfigurationError("this Cache has no persistent tier; use ctx.cache or pass persistent=")
+        return self.persistent
+
+    # ------------------------------------------------------------------ generic API
+
+    async def get(self, key: str, default: Any = None, *, persist: bool = False) -> Any:
+        """The cached value, or ``default``. With ``persist``, a miss also looks in the database tier."""
+        full = self.ns(key)
+        hit, value = await self._lookup(full)
+        if hit:
+            return value
+        if persist:
+            try:
+                found, value, left = await self._tier().get(full)
+            except DataLayerError as exc:
+                self.metrics.errors += 1
+                self.last_error = str(exc)
+                return default
+            if found:
+                self.metrics.persistent_hits += 1
+                await self._store(full, value, left, only_if_absent=True)
+                return value
+        return default
+
+    async def set(self, key: str, value: Any, ttl: float | None = None, *, persist: bool = False) -> bool:
+        """Cache ``value`` for ``ttl`` seconds (default ``default_ttl``); False if the backend was unavailable."""
+        full = self.ns(key)
+        stored = await self._store(full, value, ttl)
+        if persist:
+            stored = await self._persist(full, value, ttl) and stored
+        return stored
+
+    async def _persist(self, full: str, value: Any, ttl: float | None) -> bool:
+        tier = self._tier()
+        try:
+            await tier.set(full, value, self._ttl_ms(ttl) / 1000)
+        except DataLayerError as exc:
+            self.metrics.errors += 1
+            self.last_error = str(exc)
+            return False
+        return True
+
+    async def delete(self, *keys: str, persist: bool = False) -> int:
+        """Remove ``keys``; how many were cached. A delete the backend missed is retried when it is back."""
+        full = [self.ns(key) for key in keys]
+        if not full:
+            return 0
+        removed = await self._call(lambda: self.backend.delete(full), None)
+        if removed is None:
+            self._remember_failed(full)
+            removed = 0
+        self.metrics.deletes += removed
+        if persist:
+            try:
+                removed = max(removed, await self._tier().delete(full))
+            except DataLayerError as exc:
+                self.metrics.errors += 1
+                self.last_error = str(exc)
+        return removed
+
+    async def invalidate(self, *keys: str) -> None:
+        """Drop ``keys`` and, for ``invalidation_guard`` seconds, stop loads begun before now from refilling
+        them with what they read (``get_or_set`` only fills absent keys)."""
+        full = [self.ns(key) for key in keys]
+        if not full:
+            return
+        guard_ms = int(self.invalidation_guard * 1000)
+        done = await self._call(lambda: self.backend.set_many([(k, _TOMBSTONE) for k in full], guard_ms), False)
+        if done is False:
+            self._remember_failed(full)
+
+    async def invalidate_prefix(self, prefix: str, *, persist: bool = False) -> int:
+        """Remove every key starting with ``prefix`` (``""`` clears the whole namespace)."""
+        full = self.ns.prefix + prefix
+        removed = await self._call(lambda: self.backend.delete_prefix(full), 0)
+        if persist:
+            try:
+                removed = max(removed, await self._tier().delete_prefix(full))
+            except DataLayerError as exc:
+                self.metrics.errors += 1
+                self.last_error = str(exc)
+        return removed
+
+    async def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[Any]],
+        ttl: float | None = None,
+        *,
+        cache_none: bool = True,
+        persist: bool = False,
+    ) -> Any:
+        """The cached value, else ``await loader()`` stored for ``ttl`` seconds and returned.
+
+        However many callers miss at once, in this process or in others sharing the Redis, the loader runs
+        once and the rest get its result. A loader's own exception reaches every caller waiting on it.
+        """
+        full = self.ns(key)
+        hit, value = await self._lookup(full)
+        if hit:
+            return value
+        return await self._flight.run(
+            full, lambda: self._load_once(key, full, loader, ttl, cache_none=cache_none, persist=persist)
+        )
+
+    async def _load_once(
+        self, key: str, full: str, loader: Callable[[], Awaitable[Any]], ttl: float | None,
+        *, cache_none: bool, persist: bool,
+    ) -> Any:
+        lock, token = self.ns.lock(key), uuid.uuid4().hex
+        lock_ms = int(self.lock_ttl * 1000)
+        locked = await self._call(lambda: self.backend.set(lock, token, lock_ms, only_if_absent=True), None)
+        if locked is False:  # another process is loading: wait for its value
+            deadline = time.monotonic() + self.lock_ttl
+            while time.monotonic() < deadline:
+                await asyncio.sleep(self.lock_poll)
+                hit, value = await self._lookup(full, count=False)
+                if hit:
+                    return value
+                if await self._call(lambda: self.backend.get(lock), None) is None:
+                    break  # holder gone without a value (loader failed or returned None): load ourselves
+        try:
+            hit, value = await self._lookup(full, count=False)
+            if hit:
+                return value
+            if persist:
+                found = await self.get(key, _MISSING, persist=True)
+                if found is not _MISSING:
+                    return found
+            value = await loader()
+            self.metrics.loads += 1
+            if value is not None or cache_none:
+                await self._store(full, value, ttl, only_if_absent=True)
+                if persist:
+                    await self._persist(full, value, ttl)
+            return value
+        finally:
+            if locked:
+                await self._call(lambda: self.backend.release_lock(lock, token), False)
+
+    # ------------------------------------------------------------------ seed 002 helpers
+
+    async def cache_analysis_result(self, analysis_id: Any, result: Any, ttl: float | None = None) -> bool:
+        return await self.set(cache_keys.analysis_result(analysis_id), result, ttl)
+
+    async def get_cached_analysis_result(self, analysis_id: Any) -> Any:
+        return await self.get(cache_keys.analysis_result(analysis_id))
+
+    async def cache_user_data(self, user_id: Any, data: Any, ttl: float | None = None) -> bool:
+        return await self.set(cache_keys.user(user_id), data, ttl)
+
+    async def get_cached_user_data(self, user_id: Any) -> Any:
+        return await self.get(cache_keys.user(user_id))
+
+    async def invalidate_user_cache(self, user_id: Any) -> None:
+        """Forget everything cached about one user: ``user:{id}`` and ``user_analyses:{id}``."""
+        await self.delete(cache_keys.user(user_id), cache_keys.user_analyses(user_id))
+
+    # ------------------------------------------------------------------ observability
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as a plain dict (for ``ctx.stats()`` and the ``stats`` command)."""
+        return {
+            "backend": self.backend.name,
+            "namespace": self.namespace,
+            **self.metrics.snapshot(),
+            "pending_invalidations": len(self._pending),
+            "last_error": self.last_error,
+            **self.backend.describe_state(),
+        }
+
+    async def health(self) -> dict[str, Any]:
+        """``{"status": "healthy" | "degraded", "backend", "error", "latency_ms"}``; never raises.
+
+        A cache that does not answer degrades the app; it never makes it unhealthy.
+        """
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            await self.backend.ping()
+        except BackendUnavailable as exc:
+            error = str(exc)
+        except Exception as exc:  # health must answer whatever happens
+            error = f"{type(exc).__name__}: {exc}"
+        report: dict[str, Any] = {
+            "status": "degraded" if error else "healthy",
+            "backend": self.backend.name,
+            "error": error,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        circuit = self.backend.describe_state().get("circuit")
+        if circuit:
+            report["circuit"] = circuit["state"]
+        return report
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+_MISSING = object()

@@ -1,0 +1,102 @@
+"""Read-through caching of ``get``/``find`` by id, for managers that opt in.
+
+Opt in declaratively, either on the manager class::
+
+    class UserManager(ModelManager[User]):
+        model = User
+        cached = True          # optional: cache_ttl = 60
+
+or by model name in ``CACHE_MODELS=User,Configuration``. The context applies it when it builds a manager.
+
+Reads inside a transaction skip the cache (they must see the transaction's own writes). Every write path of
+the manager (create, update, update_many, delete, hard delete, restore, bulk) reports its ids through the
+manager's write listeners, which run only after commit: a rolled-back write never touches the cache, a
+committed one always invalidates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from tortoise.models import Model
+
+from datalayer.transactions import in_transaction_block
+
+if TYPE_CHECKING:
+    from datalayer.cache.manager import Cache
+    from datalayer.managers.base import ModelManager
+
+
+def row_to_dict(row: Model) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in row._meta.fields_db_projection}
+
+
+def row_from_dict(model: type[Model], data: dict[str, Any]) -> Model:
+    """An instance equal to one fetched from the database (saved, so ``save``/``delete`` work on it)."""
+    instance = model(**data)
+    instance._saved_in_db = True
+    instance._custom_generated_pk = model._meta.db_pk_column not in model._meta.generated_db_fields
+    return instance
+
+
+def schema_fingerprint(model: type[Model]) -> str:
+    """Changes when the model's columns change, so a deploy never decodes rows cached by the old code."""
+    columns = ",".join(sorted(model._meta.fields_db_projection.values()))
+    return hashlib.sha1(columns.encode()).hexdigest()[:8]
+
+
+def wants_read_through(manager: ModelManager[Any], model_names: frozenset[str]) -> bool:
+    """``cached = True`` on the manager class, or the model (or manager) named in ``CACHE_MODELS``."""
+    if getattr(type(manager), "cached", False):
+        return True
+    return manager.model.__name__ in model_names or (type(manager).name or "") in model_names
+
+
+class ReadThrough:
+    """Installed on one manager: serves ``find`` (and so ``get``) from the cache, invalidates on writes."""
+
+    def __init__(self, manager: ModelManager[Any], cache: Cache, ttl: float | None) -> None:
+        self.manager = manager
+        self.cache = cache
+        self.ttl = ttl
+        self.enabled = True
+        self._prefix = f"model:{manager.model.__name__}:{schema_fingerprint(manager.model)}"
+
+    def key(self, pk: Any) -> str:
+        return f"{self._prefix}:{pk}"
+
+    async def find(self, key: Any, *, include_deleted: bool = False) -> Any:
+        manager = self.manager
+        uncached = type(manager).find
+        if include_deleted or not self.enabled or in_transaction_block():
+            return await uncached(manager, key, include_deleted=include_deleted)
+        key = manager._key(key)
+
+        async def load() -> dict[str, Any] | None:
+            row = await uncached(manager, key)
+            return None if row is None else row_to_dict(row)
+
+        data = await self.cache.get_or_set(self.key(key), load, self.ttl, cache_none=False)
+        return None if data is None else row_from_dict(manager.model, data)
+
+    async def written(self, manager: ModelManager[Any], ids: list[Any]) -> None:
+        if self.enabled and ids:
+            await self.cache.invalidate(*(self.key(pk) for pk in ids))
+
+
+def apply_read_through(manager: ModelManager[Any], cache: Cache) -> ReadThrough | None:
+    """Install, rebind or switch off read-through on ``manager`` to match ``cache``'s configuration."""
+    installed: ReadThrough | None = manager.__dict__.get("read_through")
+    if not wants_read_through(manager, cache.read_through_models):
+        if installed is not None:
+            installed.enabled = False
+        return None
+    ttl = getattr(type(manager), "cache_ttl", None) or cache.row_ttl
+    if installed is None:
+        installed = ReadThrough(manager, cache, ttl)
+        manager.read_through = installed
+        manager.find = installed.find
+        manager.add_write_listener(installed.written)
+    installed.cache, installed.ttl, installed.enabled = cache, ttl, True
+    return installed

@@ -1,0 +1,133 @@
+"""Redis through ``redis.asyncio``: one pooled client, a hard per-call timeout and a circuit breaker.
+
+A call that fails, times out or meets an open circuit raises ``BackendUnavailable`` within ``timeout_s``;
+connection errors never surface as redis exceptions. The pool reconnects by itself once Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from datalayer.cache.backend import BackendUnavailable, CacheBackend
+from datalayer.cache.circuit import CircuitBreaker
+
+log = logging.getLogger("datalayer.cache.redis")
+T = TypeVar("T")
+
+_RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_BATCH = 500
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+class RedisBackend(CacheBackend):
+    """A Redis server (``redis://``, ``rediss://`` or ``unix://``) as cache storage."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 0.05,
+        max_connections: int = 64,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.breaker = breaker or CircuitBreaker()
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self._client = Redis(connection_pool=self._pool)
+        self._release = self._client.register_script(_RELEASE_LOCK)
+        self._was_open = False
+
+    async def _run(self, call: Callable[[], Awaitable[T]]) -> T:
+        if not self.breaker.allow():
+            raise BackendUnavailable(f"circuit open after repeated failures ({self.breaker.last_error})")
+        try:
+            result = await asyncio.wait_for(call(), self.timeout_s)
+        except asyncio.CancelledError:
+            self.breaker.abandoned()
+            raise
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            error = str(exc) or f"no answer within {self.timeout_s * 1000:.0f} ms"
+            self.breaker.failed(error)
+            if self.breaker.state != "closed" and not self._was_open:
+                self._was_open = True
+                log.warning("Redis unavailable, cache degraded (circuit open): %s", error)
+            raise BackendUnavailable(error) from None
+        self.breaker.succeeded()
+        if self._was_open:
+            self._was_open = False
+            log.warning("Redis answers again, circuit closed")
+        return result
+
+    async def get(self, key: str) -> str | None:
+        return await self._run(lambda: self._client.get(key))
+
+    async def set(self, key: str, value: str, ttl_ms: int | None, *, only_if_absent: bool = False) -> bool:
+        stored = await self._run(lambda: self._client.set(key, value, px=ttl_ms, nx=only_if_absent))
+        return bool(stored)
+
+    async def set_many(self, items: Sequence[tuple[str, str]], ttl_ms: int | None) -> None:
+        for start in range(0, len(items), _BATCH):
+            async def batch(chunk=items[start:start + _BATCH]) -> None:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key, value in chunk:
+                        pipe.set(key, value, px=ttl_ms)
+                    await pipe.execute()
+            await self._run(batch)
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        removed = 0
+        for start in range(0, len(keys), _BATCH):
+            chunk = list(keys[start:start + _BATCH])
+            removed += await self._run(lambda chunk=chunk: self._client.unlink(*chunk))
+        return removed
+
+    async def delete_prefix(self, prefix: str) -> int:
+        pattern, cursor, removed = _glob_escape(prefix) + "*", 0, 0
+        while True:
+            cursor, found = await self._run(
+                lambda cursor=cursor: self._client.scan(cursor=cursor, match=pattern, count=_BATCH)
+            )
+            if found:
+                removed += await self._run(lambda found=found: self._client.unlink(*found))
+            if cursor == 0:
+                return removed
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        return bool(await self._run(lambda: self._release(keys=[key], args=[token])))
+
+    async def ping(self) -> None:
+        await self._run(self._client.ping)
+
+    def describe_state(self) -> dict[str, object]:
+        return {"circuit": self.breaker.snapshot(), "timeout_ms": round(self.timeout_s * 1000, 1)}
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose()
+            await self._pool.disconnect()
+        except Exception:  # closing a dead connection must not fail shutdown
+            log.debug("closing the Redis pool failed", exc_info=True)

@@ -1,0 +1,101 @@
+"""Helpers for the cache tests: the shared Redis (required, never skipped) and private redis-servers."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+import redis
+
+from datalayer.cache import Cache, CircuitBreaker, MemoryBackend, RedisBackend
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def require_redis() -> None:
+    """Fail (not skip) when the shared Redis is down: the cache tests must prove the real thing."""
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is required at {REDIS_URL} for the cache tests: {exc}", pytrace=False)
+    finally:
+        client.close()
+
+
+def namespace() -> str:
+    """A fresh namespace per test, so parallel runs sharing the Redis never collide."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def redis_cache(ns: str | None = None, url: str = REDIS_URL, **options: object) -> Cache:
+    breaker = CircuitBreaker(int(options.pop("failure_threshold", 3)), float(options.pop("reset_after_s", 0.5)))
+    timeout_s = float(options.pop("timeout_s", 0.05))
+    return Cache(RedisBackend(url, timeout_s=timeout_s, breaker=breaker), namespace=ns or namespace(), **options)
+
+
+def memory_cache(ns: str | None = None, **options: object) -> Cache:
+    return Cache(MemoryBackend(), namespace=ns or namespace(), **options)
+
+
+def raw_redis() -> redis.Redis:
+    return redis.Redis.from_url(REDIS_URL, decode_responses=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A throwaway ``redis-server`` on a loopback port, to kill, pause and restart for real."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is required on PATH for the Redis-down tests", pytrace=False)
+        self.binary = binary
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"private redis-server on port {self.port} did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
