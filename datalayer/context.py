@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from datalayer.actor import acting_as, correlation
 from datalayer.cache import Cache, apply_read_through, build_cache
 from datalayer.connection import close_database, open_database
 from datalayer.errors import ConfigurationError
+from datalayer.health.context_api import ObservabilityMixin
 from datalayer.managers import ModelManager
 from datalayer.managers.registry import default_manager_name, manager_class_for
 from datalayer.settings import DatabaseTarget, Settings
@@ -39,7 +41,7 @@ class TransactionScope:
         return getattr(self.context, name)
 
 
-class DataContext:
+class DataContext(ObservabilityMixin):
     """Managers by model (``ctx.manager(Model)``) and by name (``ctx.users``), transactions, and the actor."""
 
     acting_as = staticmethod(acting_as)
@@ -50,6 +52,7 @@ class DataContext:
         self.settings = settings
         self.tortoise = tortoise
         self.closed = False
+        self.opened_at = time.monotonic()
         self._managers: dict[type[Model], ModelManager[Any]] = {}
         self._names: dict[str, type[Model]] = {}
         self.cache: Cache = build_cache(settings)  # Redis when REDIS_URL is set, else in-process
@@ -160,5 +163,6 @@ async def close_context() -> None:
     context, _current = _current, None
     if context is not None and not context.closed:
         context.closed = True
+        await context._close_monitoring()
         await context.cache.close()
         await close_database(context.settings)

@@ -1,0 +1,65 @@
+"""What both instrumented engines share: statement timing and acquiring a connection with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable
+from time import perf_counter
+from typing import Any, TypeVar
+
+from datalayer.monitoring import QueryMonitor
+
+T = TypeVar("T")
+DEFAULT_ACQUIRE_TIMEOUT = 10.0
+
+
+def monitoring_options(kwargs: dict[str, Any]) -> tuple[float, QueryMonitor]:
+    """Pop datalayer's own credentials (so the driver never sees them); returns (acquire timeout, monitor)."""
+    timeout = float(kwargs.pop("acquire_timeout", DEFAULT_ACQUIRE_TIMEOUT))
+    monitor = QueryMonitor(float(kwargs.pop("slow_query_ms", 200.0)), bool(kwargs.pop("log_statements", False)))
+    return timeout, monitor
+
+
+if sys.version_info >= (3, 11):
+    async def within(awaitable: Awaitable[T], seconds: float) -> T:
+        """``await awaitable`` or raise ``TimeoutError`` after ``seconds`` (a timer, not an extra task)."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+else:  # pragma: no cover - Python 3.10
+    async def within(awaitable: Awaitable[T], seconds: float) -> T:
+        return await asyncio.wait_for(awaitable, seconds)
+
+
+class TimedStatements:
+    """Mixin for a Tortoise client: every statement is timed and recorded in ``self.monitor``.
+
+    The time is what the caller waited, including waiting for a connection.
+    """
+
+    monitor: QueryMonitor
+
+    async def _timed(self, query: str, call: Awaitable[T]) -> T:
+        start = perf_counter()
+        failed = True
+        try:
+            result = await call
+            failed = False
+            return result
+        finally:
+            self.monitor.record(query, perf_counter() - start, failed)
+
+    async def execute_query(self, query: str, values: list | None = None) -> Any:
+        return await self._timed(query, super().execute_query(query, values))  # type: ignore[misc]
+
+    async def execute_query_dict(self, query: str, values: list | None = None) -> list[dict]:
+        return await self._timed(query, super().execute_query_dict(query, values))  # type: ignore[misc]
+
+    async def execute_insert(self, query: str, values: list) -> Any:
+        return await self._timed(query, super().execute_insert(query, values))  # type: ignore[misc]
+
+    async def execute_many(self, query: str, values: list) -> None:
+        return await self._timed(query, super().execute_many(query, values))  # type: ignore[misc]
+
+    async def execute_script(self, query: str) -> None:
+        return await self._timed(query, super().execute_script(query))  # type: ignore[misc]

@@ -1,0 +1,108 @@
+"""The SQLite engine: Tortoise's client with timed statements and a bounded wait for its one connection.
+
+SQLite has a single connection guarded by a lock; a transaction holds the lock until it ends. Waiting for
+the lock is this engine's "pool acquire": it gives up after ``DB_POOL_TIMEOUT`` with ``PoolExhaustedError``
+instead of hanging (for instance when code inside a transaction bypasses the transaction's connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiosqlite
+from tortoise.backends.base.client import ConnectionWrapper, NestedTransactionContext, TransactionContext
+from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionContext, SqliteTransactionWrapper
+from tortoise.connection import get_connections
+
+from datalayer.backends.instrumented import TimedStatements, monitoring_options, within
+from datalayer.errors import PoolExhaustedError
+from datalayer.monitoring import PoolStats
+
+
+class InstrumentedSqliteClient(TimedStatements, SqliteClient):
+    """``SqliteClient`` plus statement timing (``monitor``), lock figures and a lock deadline."""
+
+    def __init__(self, file_path: str, **kwargs: Any) -> None:
+        self.acquire_timeout, self.monitor = monitoring_options(kwargs)
+        super().__init__(file_path, **kwargs)
+        self.pool_waiting = 0
+        self.pool_timeouts = 0
+
+    def acquire_connection(self) -> ConnectionWrapper:
+        return _LockedAcquire(self._lock, self)
+
+    def _in_transaction(self) -> TransactionContext:
+        return _LockedTransaction(InstrumentedSqliteTransaction(self), self._lock)
+
+    async def acquire_lock(self) -> None:
+        """Take the connection's lock, or raise ``PoolExhaustedError`` once ``acquire_timeout`` has passed."""
+        self.pool_waiting += 1
+        try:
+            await within(self._lock.acquire(), self.acquire_timeout)
+        except asyncio.TimeoutError:
+            self.pool_timeouts += 1
+            error = PoolExhaustedError(
+                f"connection pool exhausted: SQLite's single connection (pool size 1) stayed busy for "
+                f"{self.acquire_timeout:g}s with {self.pool_waiting} task(s) waiting; keep transactions "
+                "short and run statements inside a transaction on its own connection"
+            )
+            error.pool_size = 1  # type: ignore[attr-defined]
+            raise error from None
+        finally:
+            self.pool_waiting -= 1
+
+    def pool_stats(self) -> PoolStats:
+        size = 1 if self._connection is not None else 0
+        in_use = 1 if self._lock.locked() else 0
+        return PoolStats(
+            engine="sqlite", size=size, min=1, max=1, idle=max(size - in_use, 0), in_use=in_use,
+            waiting=self.pool_waiting, acquire_timeout_ms=self.acquire_timeout * 1000,
+            timeouts=self.pool_timeouts,
+        )
+
+
+class InstrumentedSqliteTransaction(TimedStatements, SqliteTransactionWrapper):
+    """The connection of one transaction (or savepoint); its statements are timed like any other."""
+
+    def __init__(self, connection: SqliteClient) -> None:
+        super().__init__(connection)
+        self.monitor = connection.monitor  # type: ignore[attr-defined]
+
+    def _in_transaction(self) -> TransactionContext:
+        return NestedTransactionContext(InstrumentedSqliteTransaction(self))
+
+
+class _LockedAcquire(ConnectionWrapper):
+    __slots__ = ()
+
+    async def __aenter__(self) -> aiosqlite.Connection:
+        await self.client.acquire_lock()  # type: ignore[attr-defined]
+        try:
+            await self.ensure_connection()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self.connection
+
+
+class _LockedTransaction(SqliteTransactionContext):
+    __slots__ = ()
+
+    async def __aenter__(self) -> InstrumentedSqliteTransaction:
+        await self.connection._parent.acquire_lock()
+        try:
+            await self.ensure_connection()
+            self.token = get_connections().set(self.connection_name, self.connection)
+            try:
+                await self.connection.begin()
+            except BaseException:
+                get_connections().reset(self.token)
+                raise
+        except BaseException:
+            self._trxlock.release()
+            raise
+        return self.connection
+
+
+client_class = InstrumentedSqliteClient
