@@ -99,12 +99,6 @@ class Settings(BaseSettings):
     """How long a statement or transaction waits for a pooled connection before ``PoolExhaustedError``."""
     db_health_latency_ms: float = Field(default=250.0, gt=0, validation_alias="DB_HEALTH_LATENCY_MS")
     """A health ping slower than this makes the report ``degraded``."""
-    db_pool_timeout_ms: int = Field(
-        default=10_000, gt=0, validation_alias=AliasChoices("DB_POOL_TIMEOUT", "DB_POOL_TIMEOUT_MS")
-    )
-    """How long a statement or transaction waits for a pooled connection before ``PoolExhaustedError``."""
-    db_health_latency_ms: float = Field(default=250.0, gt=0, validation_alias="DB_HEALTH_LATENCY_MS")
-    """A health ping slower than this makes the report ``degraded``."""
 
     redis_url: SecretStr | None = Field(default=None, validation_alias="REDIS_URL")
     environment: Environment = Field(default="development", validation_alias="DATALAYER_ENV")
