@@ -165,7 +165,7 @@ class SessionManager(ModelManager[Session]):
         user_agent: str | None = None,
     ) -> tuple[Session, str]:
         """``(session, token)``; the token is not stored and cannot be shown again."""
-        ttl = ttl or self.default_ttl
+        ttl = self.default_ttl if ttl is None else ttl
         if ttl.total_seconds() <= 0:
             raise ValidationError({"ttl": "must be positive, e.g. timedelta(hours=1)"}, model="Session")
         token = tokens.new_token()

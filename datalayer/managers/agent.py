@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -197,10 +198,15 @@ class ConfigurationManager(ModelManager[Configuration]):
             except PydanticValidationError:
                 raise ValidationError({key: f"value {value!r:.60} is not a {as_type!r}"},
                                       model="Configuration") from None
-        defaults: dict[str, Any] = {"value": value}
+        fields: dict[str, Any] = {"value": value}
         if scope is not None:
-            defaults["scope"] = scope
+            fields["scope"] = scope
         if description is not None:
-            defaults["description"] = description
-        configuration, _ = await self.upsert(defaults, key=key)
-        return configuration
+            fields["description"] = description
+        async with transaction():
+            found = await self.find_by_key(key)
+            if found is not None:
+                return await self.update(found.pk, fields)
+            # a new instance decodes str input as JSON text (Tortoise), so hand it the encoded string
+            fields["value"] = json.dumps(value) if isinstance(value, str) else value
+            return await self.create({"key": key, **fields})

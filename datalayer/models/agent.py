@@ -6,7 +6,7 @@ Relations: ParsedRequest -> ProjectAnalysis -> CodeFile, and Task belongs to a r
 from __future__ import annotations
 
 from enum import Enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tortoise import fields
 
@@ -45,6 +45,18 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.COMPLETED: frozenset(),
     TaskStatus.CANCELLED: frozenset(),
 }
+
+
+class JSONValueField(fields.JSONField):
+    """A JSON column where a Python ``str`` is a JSON string value, never pre-encoded JSON text.
+
+    Tortoise's ``JSONField`` takes a str as already-encoded JSON, so the config value ``"agent"`` would be
+    rejected as invalid JSON and ``"123"`` stored as the number 123.
+    """
+
+    def to_db_value(self, value: Any, instance: Any) -> str | None:
+        self.validate(value)
+        return None if value is None else self.encoder(value)
 
 
 class ParsedRequest(AuditedModel):
@@ -135,7 +147,7 @@ class Configuration(AuditedModel):
     """A named setting with a JSON value; read and written typed through ``ctx.configurations``."""
 
     key = fields.CharField(max_length=200)
-    value = fields.JSONField(null=True)
+    value = JSONValueField(null=True)
     scope = fields.CharField(max_length=50, default="global")
     description = fields.TextField(null=True)
 
