@@ -29,7 +29,7 @@ class CacheSettings(BaseSettings):
     failure_threshold: int = Field(default=5, ge=1, description="consecutive failures that open the circuit")
     reset_after_ms: float = Field(default=5_000.0, gt=0, description="how long the circuit stays open")
     lock_ttl_ms: float = Field(default=3_000.0, gt=0, description="cross-process loader lock lifetime")
-    invalidation_guard_ms: float = Field(default=2_000.0, gt=0)
+    invalidation_guard_ms: float = Field(default=500.0, gt=0, description="after a write, loads may not refill")
     memory_max_entries: int = Field(default=10_000, ge=1)
 
     @property

@@ -52,7 +52,7 @@ class Cache:
         namespace: str = "datalayer",
         default_ttl: float = 300.0,
         lock_ttl: float = 3.0,
-        invalidation_guard: float = 2.0,
+        invalidation_guard: float = 0.5,
         persistent: PersistentCache | None = None,
         read_through_models: Iterable[str] = (),
         row_ttl: float | None = None,
