@@ -33,13 +33,14 @@ class MLModel(AuditedModel):
     name = fields.CharField(max_length=200)
     description = fields.TextField(null=True)
     framework = fields.CharEnumField(Framework, max_length=16)
-    version = fields.CharField(max_length=50, default="1.0.0")
+    # the seed's "version"; ``version`` itself is the optimistic-lock counter every AuditedModel has
+    model_version = fields.CharField(max_length=50, default="1.0.0")
     status = fields.CharEnumField(ModelStatus, max_length=16, default=ModelStatus.UPLOADING)
     config = fields.JSONField(default=dict)
     tags = fields.JSONField(default=list)
 
     searchable_fields: ClassVar = ("name", "description")
-    live_unique_fields: ClassVar = (LiveUnique(("owner_id", "name", "version")),)
+    live_unique_fields: ClassVar = (LiveUnique(("owner_id", "name", "model_version")),)
 
     class Meta:
         table = "ml_models"
