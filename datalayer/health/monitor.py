@@ -37,10 +37,14 @@ class HealthMonitor:
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
     def start(self, interval: float) -> None:
-        """Check now and then every ``interval`` seconds (restarts with the new interval if running)."""
+        """Check now and then every ``interval`` seconds (restarts with the new interval if running).
+
+        The first report after a start always reaches the callbacks, with ``previous_status=None``.
+        """
         if interval <= 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval}")
         self.stop()
+        self.last_report = None
         self.interval = interval
         self._task = asyncio.get_running_loop().create_task(self._run(interval), name="datalayer-health-monitor")
         log.info("health monitoring started", extra={"interval_seconds": interval})
