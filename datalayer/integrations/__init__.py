@@ -1,0 +1,1 @@
+"""Optional integrations with web frameworks (``pip install datalayer[fastapi]``)."""
