@@ -159,3 +159,10 @@ async def test_opt_in_by_model_name_in_the_cache_config(cached_ctx):
         cached_ctx.use_cache(previous)
     await Author.filter(pk=author.id).update(name="changed again")
     assert (await cached_ctx.authors.get(author.id)).name == "changed again"  # switched off again
+
+
+async def test_users_configurations_templates_and_endpoint_configs_are_read_through_by_default(ctx):
+    for model_name in ("User", "Configuration", "CharacterTemplate", "EndpointConfig"):
+        manager = next(m for m in ctx.managers().values() if m.model.__name__ == model_name)
+        assert manager.read_through.enabled, model_name
+    assert "read_through" not in ctx.authors.__dict__

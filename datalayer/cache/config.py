@@ -23,7 +23,10 @@ class CacheSettings(BaseSettings):
     namespace: str | None = Field(default=None, description="key prefix; default datalayer:<environment>")
     default_ttl: float = Field(default=300.0, gt=0)
     row_ttl: float | None = Field(default=None, gt=0, description="read-through rows; default default_ttl")
-    models: str = Field(default="", description="comma-separated model names to cache get() for")
+    models: str = Field(
+        default="User,Configuration,CharacterTemplate,EndpointConfig",
+        description="comma-separated model (or manager) names whose get() by id is read-through cached",
+    )
     timeout_ms: float = Field(default=50.0, gt=0, le=10_000, description="bound on every Redis call")
     max_connections: int = Field(default=64, ge=1)
     failure_threshold: int = Field(default=5, ge=1, description="consecutive failures that open the circuit")
