@@ -1,0 +1,5 @@
+"""``python -m datalayer ...`` runs the command line."""
+
+from datalayer.cli import main
+
+main()

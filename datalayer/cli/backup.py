@@ -1,0 +1,63 @@
+"""``backup FILE`` and ``restore FILE``: every table as JSON lines, with a progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from datalayer import backup as backups
+from datalayer.cli.app import app, console, guard_production, load_settings, run
+from datalayer.context import get_context
+from datalayer.settings import Settings
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+@app.command("backup")
+def backup_command(file: Path = typer.Argument(..., help="where to write the backup (JSON lines)")) -> None:
+    """Write every table to FILE, streamed in primary-key order (memory stays flat)."""
+    settings = load_settings()
+
+    async def work() -> dict[str, int]:
+        context = await get_context(settings=settings)
+        with _progress() as bar:
+            task = bar.add_task("backing up", total=None)
+            return await backups.backup(file, context.models, settings,
+                                        progress=lambda table, n: bar.update(task, advance=n, description=table))
+
+    written = run(work())
+    console.print(f"wrote {sum(written.values())} rows from {len(written)} tables to {file}")
+
+
+@app.command("restore")
+def restore_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="a file written by `datalayer backup`"),
+    replace: bool = typer.Option(False, "--replace", help="empty the tables in the backup before loading"),
+    yes_production: bool = typer.Option(False, "--yes-i-mean-production", help="allow --replace in production"),
+) -> None:
+    """Load FILE in one transaction; refuses a backup from a newer schema than the database."""
+    settings = load_settings()
+    if replace:
+        guard_production(settings.is_production, yes_production, "replace tables")
+    header = run(_header(file))
+    total = sum(header.get("tables", {}).values())
+
+    async def work(settings: Settings = settings) -> dict[str, int]:
+        context = await get_context(settings=settings)
+        with _progress() as bar:
+            task = bar.add_task("restoring", total=total)
+            return await backups.restore(file, context.models, settings, replace=replace,
+                                         progress=lambda table, n: bar.update(task, advance=n, description=table))
+
+    restored = run(work())
+    console.print(f"restored {sum(restored.values())} rows into {len(restored)} tables from schema "
+                  f"{header.get('schema')}")
+
+
+async def _header(file: Path) -> dict:
+    return backups.read_header(file)

@@ -1,0 +1,170 @@
+"""Looking at the database: ``status``, ``stats``, ``health``, ``verify``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from datalayer import introspect, migrations
+from datalayer.cli.app import app, console, load_settings, run
+from datalayer.context import get_context
+from datalayer.errors import DataLayerError
+from datalayer.settings import Settings
+
+EXIT_BY_STATUS = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+
+
+@app.command("status")
+def status_command() -> None:
+    """Where the layer connects (password masked), migrations applied/pending, rows per table."""
+    settings = load_settings()
+    console.print(f"database     {settings.target.describe()}")
+    console.print(f"environment  {settings.environment}")
+
+    async def gather() -> tuple[list[str], list[str], dict[str, int | None]]:
+        applied = await migrations.applied_migrations(settings)
+        pending = [name for name in migrations.history() if name not in applied]
+        context = await get_context(settings=settings)
+        return applied, pending, await introspect.row_counts(context.models)
+
+    applied, pending, counts = run(gather())
+    console.print(f"migrations   {len(applied)} applied, {len(pending)} pending")
+    for name in pending:
+        console.print(f"  [yellow]pending[/yellow] {name}")
+    table = Table("table", "rows")
+    for name, rows in counts.items():
+        table.add_row(name, "[dim]missing[/dim]" if rows is None else str(rows))
+    console.print(table)
+
+
+@app.command("stats")
+def stats_command() -> None:
+    """Rows per table (live and soft-deleted) and the size of the database."""
+    settings = load_settings()
+
+    async def gather() -> tuple[list[tuple[str, int, int | None]], int | None]:
+        context = await get_context(settings=settings)
+        present = await introspect.existing_tables()
+        rows = []
+        for model in sorted(context.models, key=lambda m: m._meta.db_table):
+            table = model._meta.db_table
+            if table not in present:
+                continue
+            total = await introspect.count_rows(table)
+            deleted = (await introspect.count_rows(table, where='"deleted_at" IS NOT NULL')
+                       if "deleted_at" in model._meta.fields_db_projection.values() else None)
+            rows.append((table, total, deleted))
+        return rows, await _database_bytes(settings)
+
+    rows, size = run(gather())
+    table = Table("table", "rows", "live", "soft-deleted", title=f"{settings.target.describe()}")
+    for name, total, deleted in rows:
+        table.add_row(name, str(total), str(total - (deleted or 0)), "-" if deleted is None else str(deleted))
+    console.print(table)
+    if size is not None:
+        console.print(f"database size {size / 1024 / 1024:.2f} MiB")
+
+
+async def _database_bytes(settings: Settings) -> int | None:
+    if settings.target.is_postgres:
+        _, rows = await introspect.connection().execute_query("SELECT pg_database_size(current_database()) AS n")
+        return int(rows[0]["n"])
+    import os
+
+    path = settings.target.database
+    return os.path.getsize(path) if path != ":memory:" and os.path.exists(path) else None
+
+
+def _as_dict(report: Any) -> dict[str, Any]:
+    for method in ("to_dict", "model_dump", "as_dict"):
+        if callable(getattr(report, method, None)):
+            return getattr(report, method)()
+    if dataclasses.is_dataclass(report):
+        return dataclasses.asdict(report)
+    return dict(report)
+
+
+async def _basic_health(settings: Settings) -> dict[str, Any]:
+    """Connectivity, latency and pending migrations, when the context offers no ``health()`` of its own."""
+    try:
+        context = await get_context(settings=settings)
+        started = time.perf_counter()
+        await introspect.connection().execute_query("SELECT 1")
+        latency_ms = (time.perf_counter() - started) * 1000
+        pending = await migrations.pending_migrations(settings)
+    except DataLayerError as exc:
+        return {"status": "unhealthy", "target": settings.target.describe(), "error": str(exc)}
+    if callable(getattr(context, "health", None)):
+        return _as_dict(await context.health())
+    status = "degraded" if pending else "healthy"
+    return {"status": status, "target": settings.target.describe(), "latency_ms": round(latency_ms, 2),
+            "pending_migrations": pending}
+
+
+@app.command("health")
+def health_command(as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
+    """Exit 0 healthy, 1 degraded, 2 unhealthy (database down)."""
+    settings = load_settings()
+    report = run(_basic_health(settings))
+    status = str(report.get("status", "unhealthy")).lower()
+    if as_json:
+        console.print_json(json.dumps(report, default=str))
+    else:
+        colour = {"healthy": "green", "degraded": "yellow"}.get(status, "red")
+        console.print(f"[{colour}]{status}[/{colour}]  {settings.target.describe()}")
+        for key, value in report.items():
+            if key != "status":
+                console.print(f"  {key}: {value}", highlight=False)
+    raise typer.Exit(EXIT_BY_STATUS.get(status, 2))
+
+
+@app.command("verify")
+def verify_command(rounds: int = typer.Option(5, min=1, help="round trips to time")) -> None:
+    """Connect, write and read back inside a rolled-back transaction, and report latency."""
+    settings = load_settings()
+
+    async def check() -> tuple[float, list[float], bool]:
+        from datalayer.transactions import transaction
+
+        started = time.perf_counter()
+        await get_context(settings=settings)
+        connect_ms = (time.perf_counter() - started) * 1000
+        timings = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await introspect.connection().execute_query("SELECT 1")
+            timings.append((time.perf_counter() - started) * 1000)
+        return connect_ms, timings, await _write_round_trip(transaction)
+
+    connect_ms, timings, wrote = run(check())
+    console.print(f"connected    {settings.target.describe()} in {connect_ms:.1f} ms")
+    console.print(f"round trip   min {min(timings):.2f} / median {statistics.median(timings):.2f} / "
+                  f"max {max(timings):.2f} ms over {rounds} queries")
+    console.print(f"write/read   {'ok' if wrote else 'FAILED'} (rolled back, nothing kept)")
+    if not wrote:
+        raise typer.Exit(1)
+
+
+class _Rollback(Exception):
+    pass
+
+
+async def _write_round_trip(transaction: Any) -> bool:
+    marker = f"verify-{time.time_ns()}"
+    seen = False
+    try:
+        async with transaction() as client:
+            await client.execute_script('CREATE TEMPORARY TABLE "datalayer_verify" (marker VARCHAR(64))')
+            await client.execute_query('INSERT INTO "datalayer_verify" (marker) VALUES (\'' + marker + "')")
+            _, rows = await client.execute_query('SELECT marker FROM "datalayer_verify"')
+            seen = [row["marker"] for row in rows] == [marker]
+            raise _Rollback
+    except _Rollback:
+        pass
+    return seen
