@@ -142,7 +142,7 @@ class User(AuditedModel):
 
     class Meta:
         table = "users"
-        indexes = (("subscription_tier", "is_active"),)
+        indexes = (("email",), ("subscription_tier", "is_active"))  # find_by_email: emails stored lowercased
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username!r}>"
