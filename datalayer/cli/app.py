@@ -62,7 +62,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run one command's coroutine; library errors become one line and exit code 1."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return asyncio.run(_closing(coroutine))
     except Abort as exc:

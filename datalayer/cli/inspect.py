@@ -82,9 +82,10 @@ async def _database_bytes(settings: Settings) -> int | None:
 
 
 def _as_dict(report: Any) -> dict[str, Any]:
-    for method in ("to_dict", "model_dump", "as_dict"):
-        if callable(getattr(report, method, None)):
-            return getattr(report, method)()
+    if callable(getattr(report, "model_dump", None)):
+        return report.model_dump(mode="json")
+    if callable(getattr(report, "to_dict", None)):
+        return report.to_dict()
     if dataclasses.is_dataclass(report):
         return dataclasses.asdict(report)
     return dict(report)
@@ -118,8 +119,15 @@ def health_command(as_json: bool = typer.Option(False, "--json", help="print the
     else:
         colour = {"healthy": "green", "degraded": "yellow"}.get(status, "red")
         console.print(f"[{colour}]{status}[/{colour}]  {settings.target.describe()}")
+        checks = report.get("checks") or {}
+        if checks:
+            table = Table("check", "status", "ms", "error")
+            for name, check in checks.items():
+                ms = check.get("response_time_ms")
+                table.add_row(name, check.get("status", ""), "" if ms is None else f"{ms:.1f}", check.get("error") or "")
+            console.print(table)
         for key, value in report.items():
-            if key != "status":
+            if key not in ("status", "checks", "target"):
                 console.print(f"  {key}: {value}", highlight=False)
     raise typer.Exit(EXIT_BY_STATUS.get(status, 2))
 
