@@ -29,6 +29,10 @@ return 0
 _BATCH = 500
 
 
+# asyncio.timeout (3.11+) bounds a call without the extra task wait_for creates on every call
+_deadline = getattr(asyncio, "timeout", None)
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
@@ -65,7 +69,11 @@ class RedisBackend(CacheBackend):
         if not self.breaker.allow():
             raise BackendUnavailable(f"circuit open after repeated failures ({self.breaker.last_error})")
         try:
-            result = await asyncio.wait_for(call(), self.timeout_s)
+            if _deadline is not None:
+                async with _deadline(self.timeout_s):
+                    result = await call()
+            else:  # Python 3.10
+                result = await asyncio.wait_for(call(), self.timeout_s)
         except asyncio.CancelledError:
             self.breaker.abandoned()
             raise
