@@ -1,0 +1,107 @@
+"""What monitoring costs on ``get``: datalayer's instrumented engines against Tortoise's plain ones.
+
+Both runs go through the same ``ModelManager.get`` on the same database; only the engine differs (timed
+statements + acquire deadline vs. none). Rounds alternate between the engines to cancel drift.
+
+    python benchmarks/monitoring_overhead.py                 # SQLite (temp file) and PostgreSQL
+    BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/postgres python benchmarks/monitoring_overhead.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+import asyncpg
+from tortoise import Tortoise, fields
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+from datalayer import AuditedModel, Settings
+from datalayer.config import tortoise_config
+from datalayer.context import DataContext
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 9))
+GETS_PER_ROUND = int(os.environ.get("BENCH_GETS", 1500))
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+PLAIN_ENGINES = {"datalayer.backends.sqlite": "tortoise.backends.sqlite",
+                 "datalayer.backends.postgres": "tortoise.backends.asyncpg"}
+
+
+class BenchRow(AuditedModel):
+    name = fields.CharField(max_length=100)
+
+    class Meta:
+        table = "bench_monitoring_row"
+
+
+def _config(settings: Settings, instrumented: bool) -> dict:
+    config = tortoise_config(settings, ["__main__"])
+    connection = config["connections"]["default"]
+    if not instrumented:
+        connection["engine"] = PLAIN_ENGINES[connection["engine"]]
+        for key in ("acquire_timeout", "slow_query_ms", "log_statements"):
+            connection["credentials"].pop(key)
+    return config
+
+
+async def _round(settings: Settings, instrumented: bool, ids: list[uuid.UUID]) -> float:
+    """Seconds per ``get`` over one round."""
+    tortoise = await Tortoise.init(config=_config(settings, instrumented), _enable_global_fallback=True)
+    try:
+        rows = DataContext(settings, tortoise).manager(BenchRow)
+        for row_id in ids[:50]:  # warm the pool, statement caches and executor cache
+            await rows.get(row_id)
+        started = time.perf_counter()
+        for i in range(GETS_PER_ROUND):
+            await rows.get(ids[i % len(ids)])
+        return (time.perf_counter() - started) / GETS_PER_ROUND
+    finally:
+        await Tortoise.close_connections()
+        EXECUTOR_CACHE.clear()
+
+
+async def _prepare(settings: Settings) -> list[uuid.UUID]:
+    tortoise = await Tortoise.init(config=_config(settings, False), _enable_global_fallback=True)
+    try:
+        await Tortoise.generate_schemas(safe=True)
+        rows = DataContext(settings, tortoise).manager(BenchRow)
+        return [(await rows.create({"name": f"row {i}"})).id for i in range(200)]
+    finally:
+        await Tortoise.close_connections()
+        EXECUTOR_CACHE.clear()
+
+
+async def measure(name: str, settings: Settings) -> tuple[float, float, float]:
+    ids = await _prepare(settings)
+    plain, instrumented = [], []
+    for _ in range(ROUNDS):
+        plain.append(await _round(settings, False, ids))
+        instrumented.append(await _round(settings, True, ids))
+    base, monitored = statistics.median(plain), statistics.median(instrumented)
+    overhead = (monitored - base) / base * 100
+    sys.stdout.write(f"{name:10} plain {base * 1e6:8.1f} us/get   monitored {monitored * 1e6:8.1f} us/get"
+                     f"   overhead {overhead:+5.1f}%   ({ROUNDS} rounds x {GETS_PER_ROUND} gets, medians)\n")
+    return base, monitored, overhead
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(DATABASE_URL=f"sqlite://{folder}/bench.sqlite3", _env_file=None)
+        await measure("sqlite", settings)
+    database = f"bench_monitoring_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        await measure("postgres", Settings(DATABASE_URL=PG_URL.rsplit("/", 1)[0] + f"/{database}", _env_file=None))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
