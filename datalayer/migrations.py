@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from datalayer.config import APP_LABEL, CONNECTION_NAME, tortoise_config
-from datalayer.errors import ConfigurationError, DataLayerError
+from datalayer.connection import scrub
+from datalayer.errors import ConfigurationError, DatabaseUnavailableError, DataLayerError
 from datalayer.migration_writer import DIALECTS, load_module, merge, render, version_files
 from datalayer.settings import Settings
 from datalayer.translate import translated
@@ -61,6 +62,10 @@ async def _with_command(settings: Settings | None, action: Callable[[Any], Await
     try:
         with translated("migration"):
             return await asyncio.get_running_loop().create_task(run())  # own task: own contextvars
+    except DatabaseUnavailableError as exc:
+        raise DatabaseUnavailableError(
+            f"could not connect to {settings.target.describe()}: {scrub(str(exc), settings)}"
+        ) from None
     finally:
         EXECUTOR_CACHE.clear()  # cached SQL is keyed by connection name, not dialect
 
