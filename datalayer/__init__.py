@@ -4,6 +4,8 @@
     user = await ctx.users.get(user_id)
 """
 
+import logging
+
 from datalayer.actor import acting_as, correlation, current_actor
 from datalayer.connection import ConnectionEvent, connection_events
 from datalayer.context import DataContext, TransactionScope, close_context, get_context
@@ -23,6 +25,9 @@ from datalayer.models import AuditAction, AuditedModel, AuditLog, DataModel, Rec
 from datalayer.schema import LiveUnique
 from datalayer.settings import Settings
 from datalayer.transactions import on_commit, transaction, transactional
+from datalayer.health import CheckResult, HealthMonitor, HealthReport  # noqa: E402
+from datalayer.health.context_api import DataLayerStats  # noqa: E402
+from datalayer.monitoring import PoolStats, QueryStats, SlowQuery  # noqa: E402
 
 # the domain schema: every seed system's models and their managers (ctx.users, ctx.tasks, ...)
 from datalayer.managers import (  # noqa: E402
@@ -80,12 +85,16 @@ from datalayer.security import (  # noqa: E402
 
 __version__ = "0.1.0"
 
+# A library logs; the application decides where it goes (no lastResort output to stderr).
+logging.getLogger("datalayer").addHandler(logging.NullHandler())
+
 __all__ = [
     "AuditAction",
     "AuditLog",
     "AuditLogManager",
     "AuditMixin",
     "AuditedModel",
+    "CheckResult",
     "Chunk",
     "ConcurrencyError",
     "ConfigurationError",
@@ -93,15 +102,21 @@ __all__ = [
     "ConnectionEvent",
     "DataContext",
     "DataLayerError",
+    "DataLayerStats",
     "DataModel",
     "DatabaseUnavailableError",
+    "HealthMonitor",
+    "HealthReport",
     "LiveUnique",
     "ModelManager",
     "NotFoundError",
     "Page",
     "PoolExhaustedError",
+    "PoolStats",
+    "QueryStats",
     "RecordModel",
     "Settings",
+    "SlowQuery",
     "SoftDeleteManager",
     "SoftDeleteMixin",
     "TimestampMixin",

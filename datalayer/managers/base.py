@@ -22,7 +22,7 @@ from tortoise.queryset import QuerySet
 from datalayer.actor import current_actor
 from datalayer.config import CONNECTION_NAME
 from datalayer.errors import ConcurrencyError, NotFoundError, ValidationError
-from datalayer.managers import auditing, pg_update, registry
+from datalayer.managers import auditing, pg_audit, pg_update, registry
 from datalayer.managers.filters import build_filters, check_sort, search_q
 from datalayer.managers.bulk import complete_rows, insert_rows
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
@@ -233,14 +233,19 @@ class ModelManager(Generic[ModelT]):
         stamps = {name: now for name in ("created_at", "updated_at") if name in self.model._meta.fields_map}
         complete = complete_rows(self.model, [{**self._stamped(values), **stamps}
                                               for values in validate_many(self.model, rows)])
-        audit = auditing.audit_dicts(
-            self.model, AuditAction.CREATE,
-            ((row["id"], auditing.creation_changes(self.model, row)) for row in complete),
-        )
+        server_side_audit = get_connection(CONNECTION_NAME).capabilities.dialect == "postgres"
         async with transaction():
             with translated(self._label):
                 instances = await insert_rows(self.model, complete, batch_size=self.bulk_batch_size)
-                await insert_rows(auditing.AuditLog, audit, batch_size=self.bulk_batch_size, want_instances=False)
+                if server_side_audit:
+                    await pg_audit.audit_created(self.model, [instance.pk for instance in instances])
+                else:
+                    audit = auditing.audit_dicts(
+                        self.model, AuditAction.CREATE,
+                        ((row["id"], auditing.creation_changes(self.model, row)) for row in complete),
+                    )
+                    await insert_rows(auditing.AuditLog, audit, batch_size=self.bulk_batch_size,
+                                      want_instances=False)
         await self._written([instance.pk for instance in instances])
         return instances
 

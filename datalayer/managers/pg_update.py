@@ -19,8 +19,8 @@ from tortoise.connection import get_connection
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.config import CONNECTION_NAME
-from datalayer.managers.auditing import MASK
 from datalayer.managers.bulk import _copy_converters
+from datalayer.managers.pg_audit import jsonb_object, masked_value
 from datalayer.models.audit_log import AuditLog
 
 OLD_VERSION = "_dl_old_version"
@@ -50,17 +50,18 @@ def _statement(model: type, names: tuple[str, ...]) -> str:
     if getattr(model, "audited", True):
         pairs = []
         for name, column in zip(names, columns):
+            old_ref, new_ref = f'old."{column}"', f'upd."{column}"'
             if name in secret:
-                pair = f"jsonb_build_array('\"{MASK}\"'::jsonb, '\"{MASK}\"'::jsonb)"
+                pair = f"jsonb_build_array({masked_value(old_ref)}, {masked_value(new_ref)})"
             else:
-                pair = f'jsonb_build_array(to_jsonb(old."{column}"), to_jsonb(upd."{column}"))'
-            pairs.append(f"'{name}', CASE WHEN old.\"{column}\" IS DISTINCT FROM upd.\"{column}\" THEN {pair} END")
+                pair = f"jsonb_build_array(to_jsonb({old_ref}), to_jsonb({new_ref}))"
+            pairs.append((name, f"CASE WHEN {old_ref} IS DISTINCT FROM {new_ref} THEN {pair} END"))
         audit_table = AuditLog._meta.db_table
         sql += (
             f', aud AS (INSERT INTO "{audit_table}" ("id", "created_at", "updated_at", "actor_id", "action", '
             f'"table_name", "record_id", "changes", "correlation_id") '
             f"SELECT $5, $2, $2, $3, 'update', '{table}', $6, "
-            f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)})), $7 FROM old JOIN upd ON upd.\"id\" = old.\"id\")"
+            f'{jsonb_object(pairs)}, $7 FROM old JOIN upd ON upd."id" = old."id")'
         )
     return sql + f' SELECT old."version" AS "{OLD_VERSION}", upd.* FROM old LEFT JOIN upd ON upd."id" = old."id"'
 
