@@ -19,6 +19,7 @@ from datalayer.errors import ConfigurationError
 from datalayer.health.context_api import ObservabilityMixin
 from datalayer.managers import ModelManager
 from datalayer.managers.registry import default_manager_name, manager_class_for
+from datalayer.managers.registry import version as registry_version
 from datalayer.settings import DatabaseTarget, Settings
 from datalayer.transactions import on_commit, transaction, transactional
 
@@ -54,13 +55,18 @@ class DataContext(ObservabilityMixin):
         self.closed = False
         self.opened_at = time.monotonic()
         self._managers: dict[type[Model], ModelManager[Any]] = {}
-        self._names: dict[str, type[Model]] = {}
+        self._models = [m for m in tortoise.apps.get_models_iterable() if not m.__module__.startswith("aerich")]
+        self._names_cache: tuple[int, dict[str, type[Model]]] = (-1, {})
         self.cache: Cache = build_cache(settings)  # Redis when REDIS_URL is set, else in-process
-        for model in tortoise.apps.get_models_iterable():
-            if model.__module__.startswith("aerich"):
-                continue
-            manager_class = manager_class_for(model) or ModelManager
-            self._names[manager_class.name or default_manager_name(model)] = model
+
+    @property
+    def _names(self) -> dict[str, type[Model]]:
+        """Manager name -> model, rebuilt when a manager subclass registers after the context opened."""
+        version, names = self._names_cache
+        if version != registry_version():
+            names = {(manager_class_for(m) or ModelManager).name or default_manager_name(m): m for m in self._models}
+            self._names_cache = (registry_version(), names)
+        return names
 
     @property
     def target(self) -> DatabaseTarget:
@@ -68,17 +74,17 @@ class DataContext(ObservabilityMixin):
 
     @property
     def models(self) -> list[type[Model]]:
-        return list(self._names.values())
+        return list(self._models)
 
     def manager(self, model: type[ModelT]) -> ModelManager[ModelT]:
         """The manager for ``model`` (its registered subclass, or a generic ``ModelManager``)."""
         manager = self._managers.get(model)
-        if manager is None:
-            if model not in self._names.values():
+        manager_class = manager_class_for(model) or ModelManager
+        if manager is None or type(manager) is not manager_class:
+            if model not in self._models:
                 raise ConfigurationError(
                     f"{model.__name__} is not loaded; pass its module to get_context(models=[...])"
                 )
-            manager_class = manager_class_for(model) or ModelManager
             manager = self._managers[model] = manager_class(model)
             apply_read_through(manager, self.cache)
             manager.settings = self.settings  # managers needing a knob (bcrypt cost) read it here
@@ -95,7 +101,9 @@ class DataContext(ObservabilityMixin):
         return {name: self.manager(model) for name, model in self._names.items()}
 
     def __getattr__(self, name: str) -> ModelManager[Any]:
-        names = self.__dict__.get("_names", {})
+        if "_models" not in self.__dict__:  # not initialised yet (copy, unpickle)
+            raise AttributeError(name)
+        names = self._names
         if name in names:
             return self.manager(names[name])
         raise AttributeError(f"DataContext has no manager {name!r}; known: {', '.join(sorted(names))}")

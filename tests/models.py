@@ -72,3 +72,13 @@ class CachedNote(AuditedModel):
 class CachedNoteManager(ModelManager[CachedNote]):
     model = CachedNote
     cached = True
+
+
+class Label(AuditedModel):
+    """An app model whose manager is a registered subclass with a domain method."""
+
+    name = fields.CharField(max_length=50)
+    colour = fields.CharField(max_length=20, default="grey")
+
+    class Meta:
+        table = "test_label"

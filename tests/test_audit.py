@@ -60,3 +60,17 @@ async def test_audit_values_are_json_safe(ctx):
     [entry] = await ctx.audit_logs.history(Article, article.id)
     assert entry.changes["id"] == [None, str(article.id)]
     assert entry.table_name == "test_article" and entry.record_id == str(article.id)
+
+
+async def test_acting_as_works_with_async_with_and_nests(ctx):
+    outer, inner = uuid.uuid4(), uuid.uuid4()
+    articles = ctx.manager(Article)
+    async with ctx.acting_as(outer):
+        first = await articles.create({"title": "outer"})
+        async with ctx.acting_as(inner), ctx.correlation("req-7"):
+            second = await articles.create({"title": "inner"})
+        third = await articles.create({"title": "outer again"})
+    fourth = await articles.create({"title": "nobody"})
+    assert [a.created_by for a in (first, second, third, fourth)] == [outer, inner, outer, None]
+    [entry] = await ctx.audit_logs.history(Article, second.id)
+    assert (entry.actor_id, entry.correlation_id) == (inner, "req-7")

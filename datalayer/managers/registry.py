@@ -31,8 +31,25 @@ def default_manager_name(model: type) -> str:
     return pluralize(snake_case(model.__name__))
 
 
+_version = 0
+
+
 def register(manager_class: type[ModelManager]) -> None:
+    global _version
     _MANAGERS[manager_class.model] = manager_class
+    _version += 1
+
+
+def unregister(model: type) -> None:
+    """Forget the manager subclass of ``model`` (the generic ``ModelManager`` serves it again)."""
+    global _version
+    if _MANAGERS.pop(model, None) is not None:
+        _version += 1
+
+
+def version() -> int:
+    """Bumped on every registration, so contexts built earlier can refresh their name tables."""
+    return _version
 
 
 def manager_class_for(model: type) -> type[ModelManager] | None:
