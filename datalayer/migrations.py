@@ -96,22 +96,31 @@ async def downgrade(version: int = -1, settings: Settings | None = None) -> list
     return rolled_back
 
 
+async def _read_applied() -> list[str]:
+    from tortoise import Tortoise
+
+    connection = Tortoise.get_connection(CONNECTION_NAME)
+    try:
+        _, rows = await connection.execute_query("SELECT version FROM aerich WHERE app = 'models' ORDER BY id")
+    except Exception as exc:  # noqa: BLE001 - a missing table means nothing is applied
+        if "aerich" in str(exc) and ("exist" in str(exc) or "no such table" in str(exc)):
+            return []
+        raise
+    return [row["version"] for row in rows]
+
+
 async def applied_migrations(settings: Settings | None = None) -> list[str]:
-    """The files recorded in the ``aerich`` table, oldest first ([] when the table does not exist)."""
+    """The files recorded in the ``aerich`` table, oldest first ([] when the table does not exist).
 
-    async def read(_: Any) -> list[str]:
-        from tortoise import Tortoise
+    Reuses the open ``DataContext``'s connection when it is on these settings (health checks call this often).
+    """
+    from datalayer import context
 
-        connection = Tortoise.get_connection(CONNECTION_NAME)
-        try:
-            _, rows = await connection.execute_query("SELECT version FROM aerich WHERE app = 'models' ORDER BY id")
-        except Exception as exc:  # noqa: BLE001 - a missing table means nothing is applied
-            if "aerich" in str(exc) and ("exist" in str(exc) or "no such table" in str(exc)):
-                return []
-            raise
-        return [row["version"] for row in rows]
-
-    return await _with_command(settings, read)
+    current = context._current
+    if current is not None and not current.closed and (settings is None or settings is current.settings):
+        with translated("migration"):
+            return await _read_applied()
+    return await _with_command(settings, lambda _: _read_applied())
 
 
 async def pending_migrations(settings: Settings | None = None) -> list[str]:
