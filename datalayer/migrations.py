@@ -132,6 +132,10 @@ async def pending_migrations(settings: Settings | None = None) -> list[str]:
 # -- creating migrations (development time) -------------------------------------------------------------
 
 
+#: what ``datalayer migrate`` writes for SQLite when aerich cannot (it fails loudly until replaced by hand)
+SQLITE_BY_HAND = 'SELECT * FROM "aerich cannot alter this column on SQLite: write this SQL by hand (see README)"'
+
+
 def _run_writer(dialect: str, location: Path, name: str) -> dict[str, Any]:
     """Ask aerich (offline, in a child process) what changed, for one dialect."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DB_NAME")}
@@ -158,7 +162,13 @@ def _plan(name: str) -> tuple[str, str] | None:
             location = Path(tmp, dialect)
             if migration_folder().exists():
                 shutil.copytree(migration_folder(), location / APP_LABEL)
-            results[dialect] = _run_writer(dialect, location, name)
+            try:
+                results[dialect] = _run_writer(dialect, location, name)
+            except DataLayerError as exc:
+                if dialect != "sqlite" or "NotSupportError" not in str(exc):
+                    raise
+                log.warning("aerich cannot express this change on SQLite; the file's SQLite SQL must be written by hand")
+                results[dialect] = {**results["postgres"], "upgrade": SQLITE_BY_HAND, "downgrade": SQLITE_BY_HAND}
     return merge(results, previous, fallback)
 
 

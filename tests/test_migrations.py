@@ -178,3 +178,33 @@ async def test_make_migration_writes_a_file_both_backends_can_apply(tmp_path, mo
 def test_history_files_are_numbered_without_gaps():
     assert [int(name.split("_", 1)[0]) for name in FILES] == list(range(LAST_NUMBER + 1))
     assert Path(migrations.migration_folder(), FILES[0]).exists()
+
+
+def _history_with_nullable_first_name(tmp_path) -> Path:
+    """A copy of the history whose recorded state says ``users.first_name`` was NOT NULL (the models say NULL)."""
+    import re
+
+    from aerich.utils import decompress_dict, get_formatted_compressed_data
+
+    shutil.copytree(migrations.migration_folder(), tmp_path / "models")
+    last = tmp_path / "models" / FILES[-1]
+    state = decompress_dict(load_module(last).MODELS_STATE)
+    for field in state["models.User"]["data_fields"]:
+        if field["name"] == "first_name":
+            field["nullable"] = False
+    compressed = "".join(re.findall(r'"([^"]*)"', get_formatted_compressed_data(state)))
+    text = last.read_text()
+    last.write_text(text[: text.index("MODELS_STATE = ")] + f"MODELS_STATE = {compressed!r}\n")
+    return tmp_path
+
+
+async def test_a_change_aerich_cannot_make_on_sqlite_gets_sql_that_fails_loudly(tmp_path, monkeypatch):
+    monkeypatch.setattr(migrations, "MIGRATIONS_DIR", _history_with_nullable_first_name(tmp_path))
+
+    path = migrations.make_migration("nullable_first_name")
+
+    module = load_module(path)
+    assert 'ALTER COLUMN "first_name" DROP NOT NULL' in module.UPGRADE["postgres"]
+    assert "write this SQL by hand" in module.UPGRADE["sqlite"]
+    with pytest.raises(DataLayerError, match="write this SQL by hand"):
+        await migrations.upgrade(make_settings(f"sqlite://{tmp_path / 'db.sqlite3'}"))
