@@ -185,10 +185,8 @@ async def test_password_hash_is_masked_in_the_audit_log(ctx):
     assert history[0].changes["password_hash"] == [None, "***"]
 
 
-async def test_concurrent_authenticate_keeps_the_event_loop_responsive(ctx):
-    users = UserManager()
-    users.settings = ctx.settings.model_copy(update={"bcrypt_rounds": 7})
-    await users.create_user("load@example.com", "password123", username="load")
+async def _authenticate_burst(users, email, calls=100):
+    """Run ``calls`` concurrent logins; return (worst heartbeat lag, CPU time the loop thread used)."""
     worst = 0.0
     done = asyncio.Event()
 
@@ -200,9 +198,42 @@ async def test_concurrent_authenticate_keeps_the_event_loop_responsive(ctx):
             await asyncio.sleep(0.005)
             worst = max(worst, loop.time() - started - 0.005)
 
+    loop_cpu = time.thread_time()  # this coroutine runs on the event loop's thread
+    logins = asyncio.gather(*(users.authenticate(email, "password123") for _ in range(calls)))
+    await asyncio.sleep(0)  # let all logins take their first step (build their first query) before timing
     beat = asyncio.create_task(heartbeat())
-    results = await asyncio.gather(*(users.authenticate("load@example.com", "password123") for _ in range(100)))
+    results = await logins
+    loop_cpu = time.thread_time() - loop_cpu
     done.set()
     await beat
     assert all(result is not None for result in results)
-    assert worst < 0.050, f"event loop stalled for {worst * 1000:.1f} ms"
+    return worst, loop_cpu
+
+
+async def test_concurrent_authenticate_keeps_the_event_loop_responsive(ctx):
+    """100 concurrent logins at cost 8: bcrypt runs in worker threads, the loop keeps ticking.
+
+    The loop thread's own CPU time shows directly that the 100 bcrypt checks did not run on it. The heartbeat
+    starts once the 100 logins have been launched: launching 100 coroutines at once (each builds its first
+    query, ~0.3 ms) is one loop step whatever the hashing does. The 50 ms bound is tried up to three times
+    because other processes on a loaded 2-core machine can preempt the loop's thread for longer than that.
+    """
+    import bcrypt
+
+    users = UserManager()
+    users.settings = ctx.settings.model_copy(update={"bcrypt_rounds": 8})
+    await users.create_user("load@example.com", "password123", username="load")
+    await asyncio.gather(*(users.find_by_email("load@example.com") for _ in range(20)))  # open the pool
+    sample = bcrypt.hashpw(b"password123", bcrypt.gensalt(8))
+    one_check = time.thread_time()
+    bcrypt.checkpw(b"password123", sample)
+    one_check = time.thread_time() - one_check
+
+    lags = []
+    for _ in range(3):
+        worst, loop_cpu = await _authenticate_burst(users, "load@example.com")
+        assert loop_cpu < 100 * one_check / 2, f"the loop thread spent {loop_cpu:.2f}s of CPU: bcrypt ran on it"
+        lags.append(worst)
+        if worst < 0.050:
+            break
+    assert min(lags) < 0.050, f"event loop stalled for {[round(lag * 1000, 1) for lag in lags]} ms"

@@ -64,6 +64,7 @@ async def test_bcrypt_runs_off_the_event_loop():
     finally:
         bcrypt.hashpw = original
     assert loop_thread and loop_thread[0] is not threading.main_thread()
+    assert loop_thread[0].name.startswith("datalayer-bcrypt")  # the bounded hashing pool
 
 
 def test_tokens_are_random_and_compared_by_hash():

@@ -93,7 +93,7 @@ class UserManager(SettingsAware, ModelManager[User]):
             return None
         if passwords.needs_rehash(user.password_hash, self.rounds):
             await self.update(user.pk, {"password_hash": await self.hash_password(password)})
-        return await self.update_last_login(user.pk)
+        return await self._stamp_login(user)
 
     async def update_profile(self, user_id: Any, data: Input) -> User:
         """Change the profile fields only (names, avatar, username, email); anything else is rejected."""
@@ -124,7 +124,16 @@ class UserManager(SettingsAware, ModelManager[User]):
         return await self.update(user_id, {"subscription_tier": tier, "daily_quota": TIER_DAILY_QUOTA[tier]})
 
     async def update_last_login(self, user_id: Any) -> User:
-        return await self.update(user_id, {"last_login_at": timezone.now()})
+        """Stamp ``last_login_at`` now. Login telemetry: one UPDATE, no version bump and no audit row."""
+        return await self._stamp_login(await self.get(user_id))
+
+    async def _stamp_login(self, user: User) -> User:
+        now = timezone.now()
+        with translated("User"):  # no row lock held across a transaction: concurrent logins don't queue
+            await self.query().filter(pk=user.pk).update(last_login_at=now)
+        user.last_login_at = now
+        await self._written([user.pk])  # cached copies of the user go stale
+        return user
 
     async def search_users(self, q: str, page: int = 1, limit: int = 20) -> Page[User]:
         """Users whose email, username or names contain ``q`` (case-insensitive), newest first."""
