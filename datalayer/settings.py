@@ -105,8 +105,6 @@ class Settings(BaseSettings):
     bcrypt_rounds: int = Field(default=12, ge=4, le=31, validation_alias="BCRYPT_ROUNDS")
     #: wraps stored models' encryption keys (AES-GCM); required only to store or read such keys
     key_wrapping_secret: SecretStr | None = Field(default=None, validation_alias="DATALAYER_KEY_WRAPPING_SECRET")
-    #: wraps stored models' encryption keys (AES-GCM); required only to store or read such keys
-    key_wrapping_secret: SecretStr | None = Field(default=None, validation_alias="DATALAYER_KEY_WRAPPING_SECRET")
 
     @field_validator("environment", mode="before")
     @classmethod
