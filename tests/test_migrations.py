@@ -208,3 +208,17 @@ async def test_a_change_aerich_cannot_make_on_sqlite_gets_sql_that_fails_loudly(
     assert "write this SQL by hand" in module.UPGRADE["sqlite"]
     with pytest.raises(DataLayerError, match="write this SQL by hand"):
         await migrations.upgrade(make_settings(f"sqlite://{tmp_path / 'db.sqlite3'}"))
+
+
+async def test_get_context_with_migrate_applies_pending_migrations_first(empty_db):
+    from datalayer import close_context, get_context
+
+    settings = make_settings(empty_db)
+    await close_context()  # the process context may be open on the shared test database
+    try:
+        context = await get_context(settings=settings, migrate=True)
+        assert await migrations.pending_migrations(settings) == []
+        user = await context.users.create_user("m@example.com", "a-long-password", username="migrated")
+        assert (await context.users.get(user.id)).username == "migrated"
+    finally:
+        await close_context()
