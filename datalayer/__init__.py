@@ -28,9 +28,6 @@ from datalayer.transactions import on_commit, transaction, transactional
 from datalayer.health import CheckResult, HealthMonitor, HealthReport  # noqa: E402
 from datalayer.health.context_api import DataLayerStats  # noqa: E402
 from datalayer.monitoring import PoolStats, QueryStats, SlowQuery  # noqa: E402
-from datalayer.health import CheckResult, HealthMonitor, HealthReport  # noqa: E402
-from datalayer.health.context_api import DataLayerStats  # noqa: E402
-from datalayer.monitoring import PoolStats, QueryStats, SlowQuery  # noqa: E402
 
 # the domain schema: every seed system's models and their managers (ctx.users, ctx.tasks, ...)
 from datalayer.managers import (  # noqa: E402
@@ -98,7 +95,6 @@ __all__ = [
     "AuditMixin",
     "AuditedModel",
     "CheckResult",
-    "CheckResult",
     "Chunk",
     "ConcurrencyError",
     "ConfigurationError",
@@ -107,11 +103,8 @@ __all__ = [
     "DataContext",
     "DataLayerError",
     "DataLayerStats",
-    "DataLayerStats",
     "DataModel",
     "DatabaseUnavailableError",
-    "HealthMonitor",
-    "HealthReport",
     "HealthMonitor",
     "HealthReport",
     "LiveUnique",
@@ -121,11 +114,8 @@ __all__ = [
     "PoolExhaustedError",
     "PoolStats",
     "QueryStats",
-    "PoolStats",
-    "QueryStats",
     "RecordModel",
     "Settings",
-    "SlowQuery",
     "SlowQuery",
     "SoftDeleteManager",
     "SoftDeleteMixin",
