@@ -12,6 +12,7 @@ from datalayer.cache import build_cache
 from datalayer.health import HealthReport
 from tests.cache_support import PrivateRedis
 from tests.conftest import TEST_MODELS, make_settings
+from tests.models import Article
 from tests.private_postgres import PrivatePostgres
 
 CHECKS = {"connectivity", "latency", "tables", "migrations", "cache", "pool"}
@@ -123,3 +124,16 @@ async def test_stopped_database_reports_unhealthy_without_revealing_the_password
     text = report.model_dump_json() + live.model_dump_json() + repr(report)
     assert PASSWORD not in text
     assert f"postgres:***@127.0.0.1:{private_pg.port}" in report.target
+
+
+async def test_database_stats_count_rows_per_table_tasks_by_status_and_the_size(ctx):
+    await ctx.manager(Article).create({"title": "counted"})
+    for title in ("a", "b"):
+        await ctx.tasks.create({"title": title})
+    done = await ctx.tasks.create({"title": "c"})
+    await ctx.tasks.update(done.id, {"status": "completed"})
+    stats = await ctx.get_database_stats()
+    assert stats["tables"]["test_article"]["rows"] == 1
+    assert stats["tasks_by_status"] == {"pending": 2, "completed": 1}
+    assert stats["database_size_bytes"] > 0
+    assert stats["target"] == ctx.target.describe()
