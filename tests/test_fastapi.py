@@ -7,7 +7,6 @@ import uuid
 from contextlib import asynccontextmanager
 
 import httpx
-import pytest
 
 from datalayer import close_context
 from examples.fastapi_app import create_app

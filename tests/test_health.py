@@ -4,7 +4,6 @@ a Redis that went away; nothing in a report ever shows a password."""
 from __future__ import annotations
 
 import pytest
-import pytest_asyncio
 from tortoise import Tortoise
 
 from datalayer import close_context, get_context

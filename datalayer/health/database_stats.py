@@ -22,10 +22,10 @@ async def _rows_per_table(ctx: DataContext) -> dict[str, Any]:
 
 
 async def _tasks_by_status(ctx: DataContext) -> dict[str, int] | None:
-    names = {manager_name for manager_name in ctx.managers()}
-    if "tasks" not in names or "status" not in ctx.tasks.model._meta.fields_map:
+    tasks = ctx.managers().get("tasks")
+    if tasks is None or "status" not in tasks.model._meta.fields_map:
         return None
-    rows = await ctx.tasks.query().annotate(n=Count("id")).group_by("status").values("status", "n")
+    rows = await tasks.query().annotate(n=Count("id")).group_by("status").values("status", "n")
     return {str(getattr(row["status"], "value", row["status"])): row["n"] for row in rows}
 
 

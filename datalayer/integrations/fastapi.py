@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
 try:
@@ -50,7 +50,7 @@ def datalayer_lifespan(
     models: Sequence[str] = (),
     generate_schemas: bool = False,
     monitor_interval: float | None = None,
-) -> Callable[[FastAPI], AsyncIterator[None]]:
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """A FastAPI ``lifespan``: open the context at startup (optionally monitoring health), close it at shutdown."""
 
     @asynccontextmanager
