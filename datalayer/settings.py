@@ -49,7 +49,7 @@ class DatabaseTarget:
     def describe(self) -> str:
         """A human description for errors and status output: no password, ever."""
         if not self.is_postgres:
-            return f"sqlite:///{self.database}" if self.database != ":memory:" else "sqlite://:memory:"
+            return f"sqlite://{self.database}"  # the URL form it came from: sqlite:///abs, sqlite://rel
         auth = f"{self.user}:***@" if self.password else (f"{self.user}@" if self.user else "")
         return f"postgres://{auth}{self.host}:{self.port}/{self.database}"
 

@@ -75,6 +75,12 @@ def test_max_connections_below_min_is_rejected():
         settings(DB_MIN_CONNECTIONS=5, DB_MAX_CONNECTIONS=2)
 
 
+def test_sqlite_targets_describe_themselves_as_their_url():
+    assert parse_database_url("sqlite:///var/data/app.sqlite3").describe() == "sqlite:///var/data/app.sqlite3"
+    assert parse_database_url("sqlite://rel/app.sqlite3").describe() == "sqlite://rel/app.sqlite3"
+    assert settings().target.describe() == "sqlite://datalayer.sqlite3"
+
+
 def test_sqlite_urls_keep_their_path():
     assert parse_database_url("sqlite:///var/data/app.sqlite3").database == "/var/data/app.sqlite3"
     assert parse_database_url("sqlite://rel/app.sqlite3").database == "rel/app.sqlite3"
