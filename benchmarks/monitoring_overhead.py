@@ -88,12 +88,17 @@ def _record_cost_us(calls: int = 100_000) -> float:
 
 
 async def measure(name: str, settings: Settings) -> dict[str, float]:
-    """Median of paired ratios: each instrumented round is compared with the plain round just before it,
-    so load from other processes (which drifts over seconds) cancels out."""
+    """Median of paired ratios: each instrumented round is compared with the plain round next to it, so load
+    from other processes (which drifts over seconds) cancels out."""
     ids = await _prepare(settings)
     pairs = []
-    for _ in range(ROUNDS):
-        pairs.append((await _round(settings, False, ids), await _round(settings, True, ids)))
+    for index in range(ROUNDS):
+        if index % 2:  # alternate which engine goes first, so a cost of going second cancels too
+            monitored = await _round(settings, True, ids)
+            pairs.append((await _round(settings, False, ids), monitored))
+        else:
+            plain = await _round(settings, False, ids)
+            pairs.append((plain, await _round(settings, True, ids)))
     figures = {
         "plain_us": statistics.median(p[0][0] for p in pairs) * 1e6,
         "monitored_us": statistics.median(p[1][0] for p in pairs) * 1e6,

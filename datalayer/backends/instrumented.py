@@ -39,27 +39,47 @@ class TimedStatements:
 
     monitor: QueryMonitor
 
-    async def _timed(self, query: str, call: Awaitable[T]) -> T:
-        start = perf_counter()
-        failed = True
+    # Each method times inline (no shared helper coroutine): one frame less per statement.
+
+    async def execute_query(self, query: str, values: list | None = None) -> Any:
+        started, failed = perf_counter(), True
         try:
-            result = await call
+            result = await super().execute_query(query, values)  # type: ignore[misc]
             failed = False
             return result
         finally:
-            self.monitor.record(query, perf_counter() - start, failed)
-
-    async def execute_query(self, query: str, values: list | None = None) -> Any:
-        return await self._timed(query, super().execute_query(query, values))  # type: ignore[misc]
+            self.monitor.record(query, perf_counter() - started, failed)
 
     async def execute_query_dict(self, query: str, values: list | None = None) -> list[dict]:
-        return await self._timed(query, super().execute_query_dict(query, values))  # type: ignore[misc]
+        started, failed = perf_counter(), True
+        try:
+            result = await super().execute_query_dict(query, values)  # type: ignore[misc]
+            failed = False
+            return result
+        finally:
+            self.monitor.record(query, perf_counter() - started, failed)
 
     async def execute_insert(self, query: str, values: list) -> Any:
-        return await self._timed(query, super().execute_insert(query, values))  # type: ignore[misc]
+        started, failed = perf_counter(), True
+        try:
+            result = await super().execute_insert(query, values)  # type: ignore[misc]
+            failed = False
+            return result
+        finally:
+            self.monitor.record(query, perf_counter() - started, failed)
 
     async def execute_many(self, query: str, values: list) -> None:
-        return await self._timed(query, super().execute_many(query, values))  # type: ignore[misc]
+        started, failed = perf_counter(), True
+        try:
+            await super().execute_many(query, values)  # type: ignore[misc]
+            failed = False
+        finally:
+            self.monitor.record(query, perf_counter() - started, failed)
 
     async def execute_script(self, query: str) -> None:
-        return await self._timed(query, super().execute_script(query))  # type: ignore[misc]
+        started, failed = perf_counter(), True
+        try:
+            await super().execute_script(query)  # type: ignore[misc]
+            failed = False
+        finally:
+            self.monitor.record(query, perf_counter() - started, failed)

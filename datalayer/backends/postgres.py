@@ -97,7 +97,12 @@ class _PoolAcquire(PoolConnectionWrapper):
 
     async def __aenter__(self) -> asyncpg.Connection:
         await self.ensure_connection()
-        self.connection = await self.client.acquire_pooled()  # type: ignore[attr-defined]
+        pool = self.client._pool
+        free = getattr(pool, "_queue", None)
+        if free is not None and not free.empty():
+            self.connection = await pool.acquire()  # the common case, without the acquire_pooled frame
+        else:
+            self.connection = await self.client.acquire_pooled()  # type: ignore[attr-defined]
         return self.connection
 
 

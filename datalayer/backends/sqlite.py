@@ -81,7 +81,11 @@ class _LockedAcquire(ConnectionWrapper):
     __slots__ = ()
 
     async def __aenter__(self) -> aiosqlite.Connection:
-        await self.client.acquire_lock()  # type: ignore[attr-defined]
+        lock = self._lock
+        if not lock.locked() and not getattr(lock, "_waiters", None):
+            await lock.acquire()  # the common case, without the acquire_lock frame
+        else:
+            await self.client.acquire_lock()  # type: ignore[attr-defined]
         try:
             await self.ensure_connection()
         except BaseException:
