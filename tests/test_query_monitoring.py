@@ -115,3 +115,18 @@ def test_p95_comes_from_a_bounded_reservoir():
     assert shape.max_ms == pytest.approx(1000)
     assert 500 < shape.p95_ms <= 1000
     assert len(monitor._shapes["SELECT ?"].samples) == 50
+
+
+async def test_no_log_line_shows_parameter_values_even_at_debug(ctx, caplog):
+    import logging
+
+    from tests.models import Author
+
+    secret = "hash-that-must-not-be-logged"
+    with caplog.at_level(logging.DEBUG):
+        author = await ctx.manager(Author).create({"name": "A", "email": "a@example.com", "password_hash": secret})
+        await ctx.manager(Author).update(author.id, {"name": "B"})
+        await ctx.manager(Author).find_many({"email": "a@example.com"})
+    assert any("INSERT" in record.getMessage() for record in caplog.records)  # statements are logged
+    assert not any(secret in record.getMessage() or "a@example.com" in record.getMessage()
+                   for record in caplog.records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable
 from time import perf_counter
@@ -12,6 +13,18 @@ from datalayer.monitoring import QueryMonitor
 
 T = TypeVar("T")
 DEFAULT_ACQUIRE_TIMEOUT = 10.0
+
+
+class ParametersHidden(logging.LoggerAdapter):
+    """Tortoise's client logs ``"%s: %s", query, values`` at debug: keep the statement, drop the values.
+
+    Parameter values carry user data and hashes; no datalayer log line may show them.
+    """
+
+    def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg == "%s: %s" and len(args) == 2:
+            args = (args[0], "<parameters hidden>")
+        self.logger.debug(msg, *args, **kwargs)
 
 
 def monitoring_options(kwargs: dict[str, Any]) -> tuple[float, QueryMonitor]:

@@ -19,7 +19,7 @@ from tortoise.backends.base.client import (
 )
 from tortoise.connection import get_connections
 
-from datalayer.backends.instrumented import TimedStatements, monitoring_options, within
+from datalayer.backends.instrumented import ParametersHidden, TimedStatements, monitoring_options, within
 from datalayer.errors import DatabaseUnavailableError, PoolExhaustedError
 from datalayer.monitoring import PoolStats
 
@@ -30,6 +30,7 @@ class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
     def __init__(self, **kwargs: Any) -> None:
         self.acquire_timeout, self.monitor = monitoring_options(kwargs)
         super().__init__(**kwargs)
+        self.log = ParametersHidden(self.log, {})  # transaction wrappers inherit it
         self.pool_waiting = 0
         self.pool_timeouts = 0
 

@@ -8,6 +8,7 @@ instead of hanging (for instance when code inside a transaction bypasses the tra
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiosqlite
@@ -15,10 +16,20 @@ from tortoise.backends.base.client import ConnectionWrapper, NestedTransactionCo
 from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionContext, SqliteTransactionWrapper
 from tortoise.connection import get_connections
 
-from datalayer.backends.instrumented import TimedStatements, monitoring_options, within
+from datalayer.backends.instrumented import ParametersHidden, TimedStatements, monitoring_options, within
 from datalayer.errors import PoolExhaustedError
 from datalayer.monitoring import PoolStats
 
+
+
+class _DropParameterEcho(logging.Filter):
+    """aiosqlite logs each call at debug with its arguments (the statement's parameter values): drop those."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+logging.getLogger("aiosqlite").addFilter(_DropParameterEcho())
 
 class InstrumentedSqliteClient(TimedStatements, SqliteClient):
     """``SqliteClient`` plus statement timing (``monitor``), lock figures and a lock deadline."""
@@ -26,6 +37,7 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
     def __init__(self, file_path: str, **kwargs: Any) -> None:
         self.acquire_timeout, self.monitor = monitoring_options(kwargs)
         super().__init__(file_path, **kwargs)
+        self.log = ParametersHidden(self.log, {})  # transaction wrappers inherit it
         self.pool_waiting = 0
         self.pool_timeouts = 0
 
