@@ -167,3 +167,14 @@ async def test_users_configurations_templates_and_endpoint_configs_are_read_thro
         assert manager.read_through.enabled, model_name
     installed = ctx.authors.__dict__.get("read_through")
     assert installed is None or not installed.enabled
+
+
+async def test_forgetting_cached_rows_drops_what_a_restore_or_reset_wrote_around(cached_ctx):
+    from datalayer.cache.read_through import forget_cached_rows
+
+    created = await note(cached_ctx)
+    await prime(cached_ctx, created.id)
+    await change_behind_the_cache(created.id, "restored from backup")
+    assert (await cached_ctx.cached_notes.get(created.id)).title == "first"  # stale until told
+    assert await forget_cached_rows(cached_ctx.cache) >= 1
+    assert (await cached_ctx.cached_notes.get(created.id)).title == "restored from backup"

@@ -28,6 +28,14 @@ if TYPE_CHECKING:
     from datalayer.managers.base import ModelManager
 
 
+ROW_PREFIX = "model:"
+
+
+async def forget_cached_rows(cache: Cache) -> int:
+    """Drop every read-through row: for writes that went around the managers (restore, reset)."""
+    return await cache.invalidate_prefix(ROW_PREFIX)
+
+
 def row_to_dict(row: Model) -> dict[str, Any]:
     return {name: getattr(row, name) for name in row._meta.fields_db_projection}
 
@@ -63,7 +71,7 @@ class ReadThrough:
         self.cache = cache
         self.ttl = ttl
         self.enabled = True
-        self._prefix = f"model:{manager.model.__name__}:{schema_fingerprint(manager.model)}"
+        self._prefix = f"{ROW_PREFIX}{manager.model.__name__}:{schema_fingerprint(manager.model)}"
 
     def key(self, pk: Any) -> str:
         return f"{self._prefix}:{pk}"

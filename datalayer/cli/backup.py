@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from datalayer import backup as backups
 from datalayer.cli.app import app, console, guard_production, load_settings, run
+from datalayer.cache.read_through import forget_cached_rows
 from datalayer.context import get_context
 from datalayer.settings import Settings
 
@@ -51,8 +52,10 @@ def restore_command(
         context = await get_context(settings=settings)
         with _progress() as bar:
             task = bar.add_task("restoring", total=total)
-            return await backups.restore(file, context.models, settings, replace=replace,
-                                         progress=lambda table, n: bar.update(task, advance=n, description=table))
+            restored = await backups.restore(file, context.models, settings, replace=replace,
+                                             progress=lambda table, n: bar.update(task, advance=n, description=table))
+        await forget_cached_rows(context.cache)  # the restore wrote around the managers
+        return restored
 
     restored = run(work())
     console.print(f"restored {sum(restored.values())} rows into {len(restored)} tables from schema "

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from datalayer import introspect, migrations, seeding
 from datalayer.cli.app import Abort, app, console, guard_production, load_settings, run
+from datalayer.cache.read_through import forget_cached_rows
 from datalayer.context import DataContext, close_context, get_context
 from datalayer.settings import Settings
 
@@ -82,8 +83,9 @@ async def drop_all_tables() -> list[str]:
 
 
 async def _reset(settings: Settings, environment: str | None) -> tuple[list[str], list[str], seeding.SeedReport | None]:
-    await get_context(settings=settings)
+    context = await get_context(settings=settings)
     dropped = await drop_all_tables()
+    await forget_cached_rows(context.cache)  # every cached row is gone from the database
     await close_context()
     applied = await migrations.upgrade(settings)
     report = None
