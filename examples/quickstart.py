@@ -1,5 +1,8 @@
-"""The main job on the embedded default (a SQLite file, no server): create the schema, write, paginate,
-soft-delete, restore, and print the audit trail.
+"""The main job on the embedded default (a SQLite file, no server): migrate, write, paginate, soft-delete,
+restore, and print the audit trail.
+
+datalayer's own tables come from the committed migrations (``migrate=True``); this example's ``Article``
+table, which no migration knows, is created by ``generate_schemas``.
 
     python examples/quickstart.py
 """
@@ -26,7 +29,7 @@ class Article(AuditedModel):
 
 
 async def main() -> None:
-    ctx = await get_context(models=["__main__"], generate_schemas=True)
+    ctx = await get_context(models=["__main__"], migrate=True, generate_schemas=True)
     print(f"connected: {ctx.target.describe()}")
     articles = ctx.manager(Article)
     editor = uuid.uuid4()
