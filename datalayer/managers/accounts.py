@@ -15,7 +15,7 @@ from datalayer.errors import ValidationError
 from datalayer.managers.base import Input, ModelManager
 from datalayer.managers.pagination import Page
 from datalayer.managers.settings_aware import SettingsAware
-from datalayer.managers.validation import _field_messages
+from datalayer.managers.validation import field_messages
 from datalayer.models.accounts import (
     TIER_DAILY_QUOTA,
     ApiKey,
@@ -38,7 +38,7 @@ def parse(schema: type[BaseModel], data: Mapping[str, Any] | BaseModel, model: s
     try:
         return schema.model_validate(dict(data)).model_dump(exclude_unset=True)
     except PydanticValidationError as exc:
-        raise ValidationError(_field_messages(exc, list(schema.model_fields)), model=model) from None
+        raise ValidationError(field_messages(exc, list(schema.model_fields)), model=model) from None
 
 
 def start_of_day(now: dt.datetime | None = None) -> dt.datetime:

@@ -69,7 +69,7 @@ def schema_for(model: type, purpose: Purpose) -> type[BaseModel]:
     return declared or derived_schema(model, purpose)
 
 
-def _field_messages(exc: PydanticValidationError, allowed: Sequence[str], prefix: str = "") -> dict[str, str]:
+def field_messages(exc: PydanticValidationError, allowed: Sequence[str], prefix: str = "") -> dict[str, str]:
     messages: dict[str, str] = {}
     for error in exc.errors(include_url=False, include_input=False):
         location = ".".join(str(part) for part in error["loc"]) or "__all__"
@@ -109,7 +109,7 @@ def validate_input(model: type, data: Mapping[str, Any] | BaseModel, purpose: Pu
     try:
         validated = schema.model_validate(dict(mapping))
     except PydanticValidationError as exc:
-        raise ValidationError(_field_messages(exc, list(allowed)), model=name) from None
+        raise ValidationError(field_messages(exc, list(allowed)), model=name) from None
     return {key: value for key, value in validated.model_dump(exclude_unset=True).items() if key in allowed}
 
 
@@ -135,7 +135,7 @@ def validate_many(model: type, rows: Sequence[Mapping[str, Any] | BaseModel]) ->
     try:
         validated = _list_adapter(schema).validate_python(mappings)
     except PydanticValidationError as exc:
-        messages = _field_messages(exc, list(allowed))
+        messages = field_messages(exc, list(allowed))
         raise ValidationError({f"rows[{key.split('.', 1)[0]}].{key.split('.', 1)[-1]}": text
                                for key, text in messages.items()}, model=name) from None
     return [
