@@ -231,8 +231,7 @@ class ModelManager(Generic[ModelT]):
         """Validate every row first, then insert rows and audit rows together (COPY on PostgreSQL)."""
         now = timezone.now()
         stamps = {name: now for name in ("created_at", "updated_at") if name in self.model._meta.fields_map}
-        complete = complete_rows(self.model, [{**self._stamped(values), **stamps}
-                                              for values in validate_many(self.model, rows)])
+        complete = complete_rows(self.model, validate_many(self.model, rows), **self._stamped(stamps))
         server_side_audit = get_connection(CONNECTION_NAME).capabilities.dialect == "postgres"
         async with transaction():
             with translated(self._label):

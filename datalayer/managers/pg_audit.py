@@ -45,11 +45,12 @@ def _creation_statement(model: type) -> str:
         value = masked_value(ref) if name in secret else f"to_jsonb({ref})"
         pairs.append((name, f"CASE WHEN {ref} IS NOT NULL THEN jsonb_build_array(NULL, {value}) END"))
     pk = meta.db_pk_column
+    # join the keys rather than "WHERE pk = ANY($1)": that is a sequential scan of the whole table
     return (
         f'INSERT INTO "{AuditLog._meta.db_table}" ("id", "created_at", "updated_at", "actor_id", "action", '
         f'"table_name", "record_id", "changes", "correlation_id") '
         f"SELECT gen_random_uuid(), $2, $2, $3, 'create', '{meta.db_table}', t.\"{pk}\"::text, "
-        f'{jsonb_object(pairs)}, $4 FROM "{meta.db_table}" AS t WHERE t."{pk}" = ANY($1::uuid[])'
+        f'{jsonb_object(pairs)}, $4 FROM unnest($1::uuid[]) AS k("{pk}") JOIN "{meta.db_table}" AS t USING ("{pk}")'
     )
 
 
