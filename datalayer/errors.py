@@ -72,3 +72,7 @@ class DatabaseUnavailableError(DataLayerError):
 
 class PoolExhaustedError(DatabaseUnavailableError):
     """Every pooled connection stayed busy for longer than the acquire timeout."""
+
+    def __init__(self, message: str, *, pool_size: int) -> None:
+        self.pool_size = pool_size
+        super().__init__(message)

@@ -61,9 +61,9 @@ class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
             error = PoolExhaustedError(
                 f"connection pool exhausted: all {maximum} connections (pool size {maximum}) stayed busy "
                 f"for {self.acquire_timeout:g}s with {self.pool_waiting} task(s) waiting; raise "
-                "DB_MAX_CONNECTIONS or DB_POOL_TIMEOUT, or hold connections (transactions) for less time"
+                "DB_MAX_CONNECTIONS or DB_POOL_TIMEOUT, or hold connections (transactions) for less time",
+                pool_size=maximum,
             )
-            error.pool_size = maximum  # type: ignore[attr-defined]
             return error
         return DatabaseUnavailableError(
             f"no new database connection within {self.acquire_timeout:g}s: the server did not answer"

@@ -61,9 +61,9 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
             error = PoolExhaustedError(
                 f"connection pool exhausted: SQLite's single connection (pool size 1) stayed busy for "
                 f"{self.acquire_timeout:g}s with {self.pool_waiting} task(s) waiting; keep transactions "
-                "short and run statements inside a transaction on its own connection"
+                "short and run statements inside a transaction on its own connection",
+                pool_size=1,
             )
-            error.pool_size = 1  # type: ignore[attr-defined]
             raise error from None
         finally:
             self.pool_waiting -= 1
