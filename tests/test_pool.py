@@ -53,7 +53,7 @@ async def test_busy_pool_times_out_with_its_size_then_recovers(small_pool, backe
     with pytest.raises(PoolExhaustedError) as caught:
         await ctx.manager(Article).count()
     assert "pool exhausted" in str(caught.value)
-    assert f"pool size {capacity}" in str(caught.value)
+    assert f"pool size {capacity}" in str(caught.value) and caught.value.pool_size == capacity
     assert ctx.pool_stats().timeouts == 1
 
     release.set()
