@@ -29,6 +29,7 @@ def connection_config(settings: Settings, target: DatabaseTarget | None = None) 
         "max_inactive_connection_lifetime": settings.db_idle_timeout_ms / 1000,
         "timeout": settings.db_connection_timeout_ms / 1000,
         "server_settings": {"application_name": target.options.get("application_name", "datalayer")},
+        "reset_on_release": settings.db_reset_on_release,
     }
     if target.ssl:
         credentials["ssl"] = target.ssl

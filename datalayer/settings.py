@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         default=10_000, gt=0, validation_alias=AliasChoices("DB_POOL_TIMEOUT", "DB_POOL_TIMEOUT_MS")
     )
     """How long a statement or transaction waits for a pooled connection before ``PoolExhaustedError``."""
+    db_reset_on_release: bool = Field(default=False, validation_alias="DB_RESET_ON_RELEASE")
+    """Run asyncpg's session reset (RESET ALL, UNLISTEN, CLOSE ALL, advisory unlock) on every release.
+
+    Off by default: it is a second round trip for every pooled statement, and datalayer sets no session
+    state. Turn it on if your own raw SQL uses SET, LISTEN or session advisory locks on pooled connections.
+    An open transaction is rolled back on release either way.
+    """
     db_health_latency_ms: float = Field(default=250.0, gt=0, validation_alias="DB_HEALTH_LATENCY_MS")
     """A health ping slower than this makes the report ``degraded``."""
 

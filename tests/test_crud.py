@@ -133,3 +133,24 @@ async def test_the_context_exposes_managers_by_plural_name(ctx):
     assert ctx.authors.model is Author
     with pytest.raises(AttributeError, match="known:"):
         ctx.no_such_thing
+
+
+async def test_get_returns_exactly_what_tortoise_fetches_for_every_field_type(ctx):
+    import datetime as dt
+
+    from datalayer.models.agent import ParsedRequest, Task, TaskStatus
+
+    request = await ctx.manager(ParsedRequest).create({"raw_input": "build it", "intent": "feature"})
+    task = await ctx.tasks.create({
+        "parsed_request_id": request.id, "title": "t", "status": TaskStatus.RUNNING, "priority": 3,
+        "due_at": dt.datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc),
+        "results": {"files": ["a.py"], "score": 0.5, "nested": {"ok": True}},
+    })
+    ours = await ctx.tasks.get(task.id)
+    theirs = await Task.get(id=task.id)
+    for name in Task._meta.fields_db_projection:
+        assert getattr(ours, name) == getattr(theirs, name), name
+        assert type(getattr(ours, name)) is type(getattr(theirs, name)), name
+    assert ours.status is TaskStatus.RUNNING and ours.results["nested"] == {"ok": True}
+    await ours.fetch_related("parsed_request")  # a normal, saved instance: relations and saves work
+    assert ours.parsed_request.id == request.id

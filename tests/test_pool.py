@@ -112,3 +112,25 @@ async def test_pool_stats_count_connections_in_use_and_tasks_waiting(small_pool,
     release.set()
     await asyncio.gather(*holders, waiter, return_exceptions=True)
     assert ctx.pool_stats().in_use == 0
+
+
+@pytest.mark.postgres_only
+async def test_a_released_connection_keeps_no_open_transaction_but_skips_the_session_reset(ctx):
+    from tortoise.connection import get_connection
+
+    client = get_connection("default")
+    async with client.acquire_connection() as raw:
+        await raw.execute("SET application_name = 'left-behind'")
+        await raw.execute("BEGIN")
+        await raw.execute("CREATE TEMP TABLE scratch (n int)")
+    # the transaction was rolled back on release (the temp table is gone), and no RESET ALL round trip ran
+    for _ in range(ctx.settings.db_max_connections):
+        async with client.acquire_connection() as raw:
+            assert await raw.fetchval("SELECT to_regclass('pg_temp.scratch')") is None
+
+
+async def test_reset_on_release_is_a_postgres_only_credential(backend):
+    from datalayer.config import connection_config
+
+    credentials = connection_config(backend.settings)["credentials"]
+    assert ("reset_on_release" in credentials) is backend.is_postgres

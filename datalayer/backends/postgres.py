@@ -24,15 +24,26 @@ from datalayer.errors import DatabaseUnavailableError, PoolExhaustedError
 from datalayer.monitoring import PoolStats
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release without the server-side session reset (asyncpg still rolls back an open transaction)."""
+
+
 class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
     """``AsyncpgDBClient`` plus statement timing (``monitor``), pool figures and an acquire deadline."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.acquire_timeout, self.monitor = monitoring_options(kwargs)
+        self.reset_on_release = bool(kwargs.pop("reset_on_release", False))
         super().__init__(**kwargs)
         self.log = ParametersHidden(self.log, {})  # transaction wrappers inherit it
         self.pool_waiting = 0
         self.pool_timeouts = 0
+
+    async def create_pool(self, **kwargs: Any) -> asyncpg.Pool:
+        if not self.reset_on_release:
+            # asyncpg's default release runs a reset query: one more round trip per statement
+            kwargs["reset"] = _keep_session
+        return await super().create_pool(**kwargs)
 
     def acquire_connection(self) -> PoolConnectionWrapper:
         return _PoolAcquire(self, self._pool_init_lock)

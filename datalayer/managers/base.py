@@ -25,6 +25,7 @@ from datalayer.errors import ConcurrencyError, NotFoundError, ValidationError
 from datalayer.managers import auditing, pg_audit, pg_update, registry
 from datalayer.managers.filters import build_filters, check_sort, search_q
 from datalayer.managers.bulk import complete_rows, insert_rows
+from datalayer.managers.by_key import fetch_by_key
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
 from datalayer.managers.validation import validate_input, validate_many
 from datalayer.models.audit_log import AuditAction
@@ -127,7 +128,7 @@ class ModelManager(Generic[ModelT]):
     async def find(self, key: Any, *, include_deleted: bool = False) -> ModelT | None:
         key = self._key(key)
         with translated(self._label):
-            return await self.query(include_deleted=include_deleted).filter(pk=key).first()
+            return await fetch_by_key(self.model, key, live_only=self._soft and not include_deleted)
 
     async def find_one(self, filters: Mapping[str, Any], *, include_deleted: bool = False) -> ModelT | None:
         with translated(self._label):

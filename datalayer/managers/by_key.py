@@ -1,0 +1,34 @@
+"""Reading one row by primary key with SQL built once per model, not once per call.
+
+Tortoise rebuilds a ``SELECT`` through pypika on every ``get``; for a lookup by key the statement never
+changes, so it is cached per (model, dialect, live-only) and the row is built the way Tortoise builds
+fetched rows (``_init_from_db``). Inside a transaction the transaction's connection is used.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from tortoise.connection import get_connection
+
+from datalayer.config import CONNECTION_NAME
+
+
+@cache
+def _select_by_key(model: type, dialect: str, live_only: bool) -> str:
+    meta = model._meta
+    columns = ", ".join(f'"{column}"' for column in meta.fields_db_projection.values())
+    table = f'"{meta.schema}"."{meta.db_table}"' if meta.schema else f'"{meta.db_table}"'
+    placeholder = "$1" if dialect == "postgres" else "?"
+    live = ' AND "deleted_at" IS NULL' if live_only else ""
+    return f'SELECT {columns} FROM {table} WHERE "{meta.db_pk_column}" = {placeholder}{live} LIMIT 1'
+
+
+async def fetch_by_key(model: type, key: Any, *, live_only: bool) -> Any | None:
+    """The row with primary key ``key`` (live rows only when ``live_only``), or None."""
+    connection = get_connection(CONNECTION_NAME)
+    dialect = connection.capabilities.dialect
+    value = key if dialect == "postgres" else model._meta.pk.to_db_value(key, model)
+    rows = await connection.execute_query_dict(_select_by_key(model, dialect, live_only), [value])
+    return model._init_from_db(**rows[0]) if rows else None
