@@ -246,3 +246,22 @@ def test_unknown_seed_environment_is_a_clear_error(tmp_path):
 
 def test_check_migrations_passes_on_the_committed_history():
     assert "in sync" in ok(cli("sqlite://:memory:", "check-migrations"))
+
+
+def aerich(url: str, *args: str) -> str:
+    """The plain ``aerich`` command from the repository root, configured only by pyproject.toml."""
+    environ = {**os.environ, "DATABASE_URL": url, "AERICH_NO_TORTOISE_V1_WARNING": "1"}
+    result = subprocess.run([str(Path(sys.executable).with_name("aerich")), *args], capture_output=True,
+                            text=True, env=environ, cwd=REPO, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+async def test_plain_aerich_commands_work_from_the_repository_root(url):
+    files = sorted(p.name for p in (Path(REPO) / "migrations" / "models").glob("[0-9]*_*.py"))
+    assert "Success upgrading to " + files[-1] in aerich(url, "upgrade")
+    assert aerich(url, "history").split() == files
+    assert "No available heads" in aerich(url, "heads")
+    assert "Success downgrading to " + files[-1] in aerich(url, "downgrade", "--yes")
+    assert aerich(url, "heads").split() == [files[-1]]
+    assert "Success upgrading to " + files[-1] in aerich(url, "upgrade")
