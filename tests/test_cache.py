@@ -14,7 +14,7 @@ import pytest
 from datalayer import ValidationError
 from datalayer.cache import MemoryBackend, build_cache, keys
 from datalayer.models import CacheEntry
-from tests.cache_support import memory_cache, namespace, raw_redis, redis_cache, require_redis
+from tests.cache_support import REDIS_URL, memory_cache, namespace, raw_redis, redis_cache, require_redis
 from tests.conftest import make_settings
 
 
@@ -308,3 +308,47 @@ async def test_persistent_tier_ignores_and_cleans_up_expired_entries(ctx):
     assert await CacheEntry.all().values_list("key", flat=True) == [f"{cache.namespace}:kept"]
     assert await cache.delete("kept", persist=True) == 1
     assert await CacheEntry.all().count() == 0
+
+
+async def test_counters_of_every_process_add_up_in_the_namespace_totals():
+    require_redis()
+    ns = namespace()
+    first, second = redis_cache(ns), redis_cache(ns)
+    try:
+        await first.set("a", 1)
+        assert await first.get("a") == 1          # hit
+        assert await second.get("missing") is None  # miss
+        assert await second.get("a") == 1         # hit
+        await first.publish_stats()
+        await second.publish_stats()
+        await second.publish_stats()  # publishing twice adds nothing new
+        totals = await first.shared_stats()
+        assert (totals["hits"], totals["misses"], totals["sets"]) == (2, 1, 1)
+        assert totals["hit_ratio"] == round(2 / 3, 4)
+    finally:
+        await first.invalidate_prefix("")
+        await first.close()
+        await second.close()
+
+
+async def test_the_stats_command_shows_what_app_processes_published(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    require_redis()
+    ns = namespace()
+    app_cache = redis_cache(ns)
+    await app_cache.set("k", "v")
+    for _ in range(3):
+        await app_cache.get("k")
+    await app_cache.close()  # an app shutting down publishes its counters
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/stats.sqlite3", "REDIS_URL": REDIS_URL,
+           "CACHE_NAMESPACE": ns, "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "datalayer", "stats"], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "all processes: 3 hits, 0 misses (hit ratio 100.0%)" in result.stdout
+    cleanup = redis_cache(ns)
+    await cleanup.invalidate_prefix("")
+    await cleanup.close()

@@ -7,7 +7,7 @@ a no-op (writes), so nothing above it asks whether a cache exists or works.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class BackendUnavailable(Exception):
@@ -46,6 +46,14 @@ class CacheBackend(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""
+
+    @abstractmethod
+    async def add_counters(self, key: str, increments: Mapping[str, float]) -> None:
+        """Add ``increments`` to the numeric fields of the counter set ``key`` (shared by every process)."""
+
+    @abstractmethod
+    async def read_counters(self, key: str) -> dict[str, float]:
+        """The counter set ``key`` ({} when none was published)."""
 
     def describe_state(self) -> dict[str, object]:
         """Backend-specific facts for ``Cache.stats()`` (circuit state, size)."""

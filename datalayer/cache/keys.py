@@ -64,5 +64,9 @@ class Namespace:
     def __call__(self, key: str) -> str:
         return self.prefix + checked(key)
 
+    def counters(self) -> str:
+        """The hash of counters every process adds to (``Cache.publish_stats``)."""
+        return f"{self.prefix}__counters__"
+
     def lock(self, key: str) -> str:
         return f"{self.prefix}lock:{checked(key)}"

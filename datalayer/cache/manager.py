@@ -71,6 +71,9 @@ class Cache:
         self._flight = SingleFlight()
         self._pending: set[str] = set()
         self._pending_overflow = False
+        self.stats_interval = 10.0
+        self._stats_published_at = time.monotonic()
+        self._publishing: asyncio.Task[None] | None = None
 
     @property
     def namespace(self) -> str:
@@ -102,6 +105,8 @@ class Cache:
             return fallback
         finally:
             self.metrics.observe((time.perf_counter() - started) * 1000)
+            if time.monotonic() - self._stats_published_at >= self.stats_interval and self._publishing is None:
+                self._publishing = asyncio.get_running_loop().create_task(self._publish_in_background())
         if self._pending or self._pending_overflow:
             await self._replay_invalidations()
         return result
@@ -325,6 +330,39 @@ class Cache:
             **self.backend.describe_state(),
         }
 
+    async def publish_stats(self) -> None:
+        """Add this process's counter increments to the namespace's shared totals (best effort, bounded)."""
+        self._stats_published_at = time.monotonic()
+        increments = self.metrics.unpublished()
+        if increments:
+            try:
+                await self.backend.add_counters(self.ns.counters(), increments)
+            except BackendUnavailable as exc:
+                self.last_error = str(exc)
+
+    async def _publish_in_background(self) -> None:
+        try:
+            await self.publish_stats()
+        finally:
+            self._publishing = None
+
+    async def shared_stats(self) -> dict[str, Any]:
+        """Totals every process using this namespace has published ({} when Redis is unreachable)."""
+        try:
+            totals = await self.backend.read_counters(self.ns.counters())
+        except BackendUnavailable as exc:
+            self.last_error = str(exc)
+            return {}
+        if not totals:
+            return {}
+        lookups = totals.get("hits", 0) + totals.get("misses", 0)
+        calls = totals.get("calls", 0)
+        return {
+            **{name: int(totals.get(name, 0)) for name in ("hits", "misses", "errors", "sets", "deletes", "loads")},
+            "hit_ratio": round(totals.get("hits", 0) / lookups, 4) if lookups else None,
+            "avg_latency_ms": round(totals.get("total_ms", 0) / calls, 3) if calls else 0.0,
+        }
+
     async def health(self) -> dict[str, Any]:
         """``{"status": "healthy" | "degraded", "backend", "error", "latency_ms"}``; never raises.
 
@@ -350,6 +388,9 @@ class Cache:
         return report
 
     async def close(self) -> None:
+        if self._publishing is not None:
+            await self._publishing
+        await self.publish_stats()
         await self.backend.close()
 
 

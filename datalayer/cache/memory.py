@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from datalayer.cache.backend import CacheBackend
 
@@ -17,6 +17,7 @@ class MemoryBackend(CacheBackend):
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
         self._data: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+        self._counters: dict[str, dict[str, float]] = {}
 
     def _live(self, key: str) -> str | None:
         entry = self._data.get(key)
@@ -63,6 +64,14 @@ class MemoryBackend(CacheBackend):
         for key in doomed:
             self._data.pop(key, None)
         return live
+
+    async def add_counters(self, key: str, increments: Mapping[str, float]) -> None:
+        counters = self._counters.setdefault(key, {})
+        for field, amount in increments.items():
+            counters[field] = counters.get(field, 0.0) + amount
+
+    async def read_counters(self, key: str) -> dict[str, float]:
+        return dict(self._counters.get(key, {}))
 
     async def release_lock(self, key: str, token: str) -> bool:
         if self._live(key) == token:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections import deque
 
 
+#: counters every process adds to the namespace's shared totals (``datalayer stats`` reads them)
+SHARED_COUNTERS = ("hits", "misses", "errors", "sets", "deletes", "loads", "calls", "total_ms")
+
+
 class CacheMetrics:
     """Plain counters plus the latencies of the last 1,000 backend calls (for a p95 that follows load)."""
 
@@ -20,12 +24,20 @@ class CacheMetrics:
         self.total_ms = 0.0
         self.max_ms = 0.0
         self._recent: deque[float] = deque(maxlen=1000)
+        self._published: dict[str, float] = {}
 
     def observe(self, elapsed_ms: float) -> None:
         self.calls += 1
         self.total_ms += elapsed_ms
         self.max_ms = max(self.max_ms, elapsed_ms)
         self._recent.append(elapsed_ms)
+
+    def unpublished(self) -> dict[str, float]:
+        """What the counters gained since the last call: the increments ``Cache.publish_stats`` shares."""
+        current = {name: float(getattr(self, name)) for name in SHARED_COUNTERS}
+        gained = {name: value - self._published.get(name, 0.0) for name, value in current.items()}
+        self._published = current
+        return {name: amount for name, amount in gained.items() if amount}
 
     def snapshot(self) -> dict[str, object]:
         lookups = self.hits + self.misses

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -126,6 +126,19 @@ class RedisBackend(CacheBackend):
 
     async def release_lock(self, key: str, token: str) -> bool:
         return bool(await self._run(lambda: self._release(keys=[key], args=[token])))
+
+    async def add_counters(self, key: str, increments: Mapping[str, float]) -> None:
+        async def add() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for field, amount in increments.items():
+                    pipe.hincrbyfloat(key, field, amount)
+                await pipe.execute()
+
+        await self._run(add)
+
+    async def read_counters(self, key: str) -> dict[str, float]:
+        raw = await self._run(lambda: self._client.hgetall(key))
+        return {field: float(value) for field, value in raw.items()}
 
     async def ping(self) -> None:
         await self._run(self._client.ping)

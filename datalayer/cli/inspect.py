@@ -60,15 +60,32 @@ def stats_command() -> None:
             deleted = (await introspect.count_rows(table, where='"deleted_at" IS NOT NULL')
                        if "deleted_at" in model._meta.fields_db_projection.values() else None)
             rows.append((table, total, deleted))
-        return rows, await _database_bytes(settings)
+        cache = context.cache
+        return rows, await _database_bytes(settings), (cache, await cache.health(), await cache.shared_stats())
 
-    rows, size = run(gather())
+    rows, size, (cache, cache_health, shared) = run(gather())
     table = Table("table", "rows", "live", "soft-deleted", title=f"{settings.target.describe()}")
     for name, total, deleted in rows:
         table.add_row(name, str(total), str(total - (deleted or 0)), "-" if deleted is None else str(deleted))
     console.print(table)
     if size is not None:
         console.print(f"database size {size / 1024 / 1024:.2f} MiB")
+    _print_cache(cache, cache_health, shared)
+
+
+def _print_cache(cache: Any, health: dict[str, Any], shared: dict[str, Any]) -> None:
+    """The cache's state and the counters every process using its namespace has published."""
+    console.print(f"cache {cache.backend.name}, namespace {cache.namespace!r}: {health['status']}"
+                  + (f" ({health['error']})" if health.get("error") else ""))
+    if cache.backend.name == "memory":
+        console.print("  in-process cache: its counters live in each app process (ctx.stats())")
+    elif shared:
+        ratio = "-" if shared["hit_ratio"] is None else f"{shared['hit_ratio']:.1%}"
+        console.print(f"  all processes: {shared['hits']} hits, {shared['misses']} misses (hit ratio {ratio}), "
+                      f"{shared['errors']} errors, {shared['loads']} loader calls, "
+                      f"avg latency {shared['avg_latency_ms']} ms")
+    else:
+        console.print("  no counters published yet (processes publish every 10 s and on close)")
 
 
 async def _database_bytes(settings: Settings) -> int | None:
