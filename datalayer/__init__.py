@@ -19,25 +19,22 @@ from datalayer.errors import (
     PoolExhaustedError,
     ValidationError,
 )
-from datalayer.managers import AuditLogManager, Chunk, ModelManager, Page
-from datalayer.mixins import AuditMixin, SoftDeleteManager, SoftDeleteMixin, TimestampMixin
-from datalayer.models import AuditAction, AuditedModel, AuditLog, DataModel, RecordModel
-from datalayer.schema import LiveUnique
-from datalayer.settings import Settings
-from datalayer.transactions import on_commit, transaction, transactional
-from datalayer.health import CheckResult, HealthMonitor, HealthReport  # noqa: E402
-from datalayer.health.context_api import DataLayerStats  # noqa: E402
-from datalayer.monitoring import PoolStats, QueryStats, SlowQuery  # noqa: E402
+from datalayer.health import CheckResult, HealthMonitor, HealthReport
+from datalayer.health.context_api import DataLayerStats
 
 # the domain schema: every seed system's models and their managers (ctx.users, ctx.tasks, ...)
-from datalayer.managers import (  # noqa: E402
+from datalayer.managers import (
     ApiKeyManager,
+    AuditLogManager,
     CharacterManager,
     CharacterTemplateManager,
+    Chunk,
     CodeFileManager,
     ConfigurationManager,
     MLModelManager,
+    ModelManager,
     ModelUsageManager,
+    Page,
     ProjectAnalysisManager,
     SessionManager,
     StoredModelManager,
@@ -45,15 +42,20 @@ from datalayer.managers import (  # noqa: E402
     TaskManager,
     UserManager,
 )
-from datalayer.managers.characters import QuotaExceededError  # noqa: E402
-from datalayer.models import (  # noqa: E402
+from datalayer.managers.characters import QuotaExceededError
+from datalayer.mixins import AuditMixin, SoftDeleteManager, SoftDeleteMixin, TimestampMixin
+from datalayer.models import (
     AnalysisFile,
     ApiKey,
+    AuditAction,
+    AuditedModel,
+    AuditLog,
     Character,
     CharacterTemplate,
     CodeFile,
     Configuration,
     DataAnalysis,
+    DataModel,
     EndpointConfig,
     GenerationStatus,
     LogLevel,
@@ -61,6 +63,7 @@ from datalayer.models import (  # noqa: E402
     ModelUsage,
     ParsedRequest,
     ProjectAnalysis,
+    RecordModel,
     Role,
     Session,
     SessionStatus,
@@ -73,7 +76,9 @@ from datalayer.models import (  # noqa: E402
     ToolGeneration,
     User,
 )
-from datalayer.security import (  # noqa: E402
+from datalayer.monitoring import PoolStats, QueryStats, SlowQuery
+from datalayer.schema import LiveUnique
+from datalayer.security import (
     hash_password,
     hash_token,
     needs_rehash,
@@ -82,6 +87,8 @@ from datalayer.security import (  # noqa: E402
     tokens_match,
     verify_password,
 )
+from datalayer.settings import Settings
+from datalayer.transactions import on_commit, transaction, transactional
 
 __version__ = "0.1.0"
 

@@ -170,7 +170,7 @@ def drops_in_dependency_order(downgrade: str, upgrade: str) -> str:
     slots = [i for i, s in enumerate(statements) if _DROPPED.match(s)]
     drops = sorted((statements[i] for i in slots),
                    key=lambda s: -created.index(_DROPPED.match(s).group(1)) if _DROPPED.match(s).group(1) in created else 1)
-    for i, statement in zip(slots, drops):
+    for i, statement in zip(slots, drops, strict=True):
         statements[i] = statement
     return ";\n".join(statements)
 

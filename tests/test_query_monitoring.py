@@ -6,6 +6,7 @@ import logging
 
 import pytest
 from tortoise import Tortoise
+from tortoise.exceptions import OperationalError
 
 from datalayer import Settings
 from datalayer.config import connection_config
@@ -75,7 +76,7 @@ async def test_reset_stats_clears_timings_and_the_slow_list(ctx):
 
 async def test_failed_statements_are_counted_as_errors(ctx):
     ctx.reset_stats()
-    with pytest.raises(Exception):
+    with pytest.raises(OperationalError):  # raw Tortoise, below the manager's translator
         await Tortoise.get_connection("default").execute_query("SELECT * FROM no_such_table_here")
     [failed] = _shape_containing(ctx, "no_such_table_here")
     assert (failed.count, failed.errors) == (1, 1)

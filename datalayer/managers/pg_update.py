@@ -49,7 +49,7 @@ def _statement(model: type, names: tuple[str, ...]) -> str:
     )
     if getattr(model, "audited", True):
         pairs = []
-        for name, column in zip(names, columns):
+        for name, column in zip(names, columns, strict=True):
             old_ref, new_ref = f'old."{column}"', f'upd."{column}"'
             if name in secret:
                 pair = f"jsonb_build_array({masked_value(old_ref)}, {masked_value(new_ref)})"
