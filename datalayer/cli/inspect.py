@@ -48,7 +48,7 @@ def stats_command() -> None:
     """Rows per table (live and soft-deleted) and the size of the database."""
     settings = load_settings()
 
-    async def gather() -> tuple[list[tuple[str, int, int | None]], int | None]:
+    async def gather() -> tuple[list[tuple[str, int, int | None]], int | None, tuple[Any, dict, dict]]:
         context = await get_context(settings=settings)
         present = await introspect.existing_tables()
         rows = []
