@@ -77,6 +77,17 @@ async def backend(request, tmp_path_factory) -> Backend:
         await drop_pg_database(url)
 
 
+@pytest_asyncio.fixture(params=BACKENDS)
+async def empty_database_url(request, tmp_path) -> str:
+    """The URL of a brand-new database with no tables, on each backend (for commands that build the schema)."""
+    if request.param == "postgres":
+        url = await create_pg_database("datalayer_empty")
+        yield url
+        await drop_pg_database(url)
+    else:
+        yield f"sqlite://{tmp_path / 'empty.sqlite3'}"
+
+
 async def _empty_tables(context: DataContext) -> None:
     tables = [model._meta.db_table for model in context.models]
     connection = get_connection("default")

@@ -34,14 +34,9 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgres"])
-async def url(request, tmp_path):
-    if request.param == "postgres":
-        database = await create_pg_database("datalayer_cli")
-        yield database
-        await drop_pg_database(database)
-    else:
-        yield f"sqlite://{tmp_path / 'cli.sqlite3'}"
+@pytest.fixture
+def url(empty_database_url: str) -> str:
+    return empty_database_url
 
 
 async def all_rows(url: str) -> dict[str, list[tuple]]:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from tortoise.context import TortoiseContext
 
 from datalayer import migrations
@@ -23,15 +22,9 @@ FILES = migrations.history()
 LAST_NUMBER = int(FILES[-1].split("_", 1)[0])
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgres"])
-async def empty_db(request, tmp_path):
-    """A URL of a brand-new, empty database (no tables at all)."""
-    if request.param == "postgres":
-        url = await create_pg_database("datalayer_mig")
-        yield url
-        await drop_pg_database(url)
-    else:
-        yield f"sqlite://{tmp_path / 'empty.sqlite3'}"
+@pytest.fixture
+def empty_db(empty_database_url: str) -> str:
+    return empty_database_url
 
 
 async def tables_and_indexes(url: str) -> tuple[set[str], set[str]]:
