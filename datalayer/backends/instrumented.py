@@ -9,6 +9,8 @@ from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any, TypeVar
 
+from tortoise.backends.base.client import NestedTransactionContext
+
 from datalayer.monitoring import QueryMonitor
 
 T = TypeVar("T")
@@ -96,3 +98,16 @@ class TimedStatements:
             failed = False
         finally:
             self.monitor.record(query, perf_counter() - started, failed)
+
+
+class TimedTransaction(TimedStatements):
+    """Mixin for a Tortoise transaction wrapper: the connection of one transaction (or savepoint), whose
+    statements are timed on the parent client's monitor like any other."""
+
+    def __init__(self, connection: Any) -> None:
+        super().__init__(connection)  # type: ignore[call-arg]
+        self.monitor = connection.monitor
+
+    def _in_transaction(self) -> NestedTransactionContext:
+        return NestedTransactionContext(type(self)(self))
+

@@ -12,14 +12,19 @@ from typing import Any
 import asyncpg
 from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
 from tortoise.backends.base.client import (
-    NestedTransactionContext,
     PoolConnectionWrapper,
     TransactionContext,
     TransactionContextPooled,
 )
 from tortoise.connection import get_connections
 
-from datalayer.backends.instrumented import ParametersHidden, TimedStatements, monitoring_options, within
+from datalayer.backends.instrumented import (
+    ParametersHidden,
+    TimedStatements,
+    TimedTransaction,
+    monitoring_options,
+    within,
+)
 from datalayer.errors import DatabaseUnavailableError, PoolExhaustedError
 from datalayer.monitoring import PoolStats
 
@@ -93,15 +98,8 @@ class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
         )
 
 
-class InstrumentedTransaction(TimedStatements, TransactionWrapper):
+class InstrumentedTransaction(TimedTransaction, TransactionWrapper):
     """The connection of one transaction (or savepoint); its statements are timed like any other."""
-
-    def __init__(self, connection: AsyncpgDBClient) -> None:
-        super().__init__(connection)
-        self.monitor = connection.monitor  # type: ignore[attr-defined]
-
-    def _in_transaction(self) -> TransactionContext:
-        return NestedTransactionContext(InstrumentedTransaction(self))
 
 
 class _PoolAcquire(PoolConnectionWrapper):

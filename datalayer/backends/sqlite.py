@@ -12,14 +12,19 @@ import logging
 from typing import Any
 
 import aiosqlite
-from tortoise.backends.base.client import ConnectionWrapper, NestedTransactionContext, TransactionContext
+from tortoise.backends.base.client import ConnectionWrapper, TransactionContext
 from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionContext, SqliteTransactionWrapper
 from tortoise.connection import get_connections
 
-from datalayer.backends.instrumented import ParametersHidden, TimedStatements, monitoring_options, within
+from datalayer.backends.instrumented import (
+    ParametersHidden,
+    TimedStatements,
+    TimedTransaction,
+    monitoring_options,
+    within,
+)
 from datalayer.errors import PoolExhaustedError
 from datalayer.monitoring import PoolStats
-
 
 
 class _DropParameterEcho(logging.Filter):
@@ -78,15 +83,8 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
         )
 
 
-class InstrumentedSqliteTransaction(TimedStatements, SqliteTransactionWrapper):
+class InstrumentedSqliteTransaction(TimedTransaction, SqliteTransactionWrapper):
     """The connection of one transaction (or savepoint); its statements are timed like any other."""
-
-    def __init__(self, connection: SqliteClient) -> None:
-        super().__init__(connection)
-        self.monitor = connection.monitor  # type: ignore[attr-defined]
-
-    def _in_transaction(self) -> TransactionContext:
-        return NestedTransactionContext(InstrumentedSqliteTransaction(self))
 
 
 class _LockedAcquire(ConnectionWrapper):
