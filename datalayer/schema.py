@@ -54,13 +54,5 @@ def live_unique_sql(model: type) -> list[str]:
     return statements
 
 
-def drop_live_unique_sql(model: type) -> list[str]:
-    table = model._meta.db_table
-    return [
-        f'DROP INDEX IF EXISTS "{live_unique_index_name(table, LiveUnique.of(spec))}"'
-        for spec in getattr(model, "live_unique_fields", ())
-    ]
-
-
 def extra_schema_sql(models: Iterable[type]) -> list[str]:
     return [statement for model in models for statement in live_unique_sql(model)]

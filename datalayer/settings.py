@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from typing import Literal
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,12 +52,6 @@ class DatabaseTarget:
             return f"sqlite://{self.database}"  # the URL form it came from: sqlite:///abs, sqlite://rel
         auth = f"{self.user}:***@" if self.password else (f"{self.user}@" if self.user else "")
         return f"postgres://{auth}{self.host}:{self.port}/{self.database}"
-
-    def with_database(self, database: str) -> DatabaseTarget:
-        return DatabaseTarget(
-            self.engine, host=self.host, port=self.port, database=database, user=self.user,
-            password=self.password, ssl=self.ssl, options=dict(self.options),
-        )
 
     def __repr__(self) -> str:
         return f"DatabaseTarget({self.describe()!r})"
@@ -184,10 +178,3 @@ def parse_database_url(url: str) -> DatabaseTarget:
         ssl=ssl,
         options=options,
     )
-
-
-def postgres_url(target: DatabaseTarget) -> str:
-    """A full postgres URL with the password (for handing to a driver, never for printing)."""
-    password = target.password.get_secret_value() if target.password else ""
-    auth = quote(target.user or "", safe="") + (":" + quote(password, safe="") if password else "")
-    return f"postgres://{auth}@{target.host}:{target.port}/{quote(target.database, safe='')}"

@@ -38,11 +38,6 @@ def api(endpoint: str, params: Any = None) -> str:
     return f"api:{endpoint}:{hashlib.sha256(canonical.encode()).hexdigest()[:24]}"
 
 
-def model_row(model_name: str, key: Any) -> str:
-    """Where read-through keeps one row: ``model:User:<id>``."""
-    return f"model:{model_name}:{key}"
-
-
 def checked(key: str) -> str:
     """A caller's key, refused early when it cannot work."""
     if not isinstance(key, str) or not key:

@@ -39,7 +39,6 @@ _UNFILTERABLE = (tf.JSONField, tf.BinaryField)
 class FieldInfo:
     path: str
     python_type: Any
-    nullable: bool
     is_text: bool
 
 
@@ -95,14 +94,14 @@ def _resolve_relation(model: type, path: str) -> tf.Field | None:
 def filter_fields(model: type) -> dict[str, FieldInfo]:
     """Every path a filter may name on ``model`` with its type (computed once, after Tortoise init)."""
     allowed = {
-        name: FieldInfo(name, python_type_of(field), field.null, isinstance(field, _TEXT_FIELDS))
+        name: FieldInfo(name, python_type_of(field), isinstance(field, _TEXT_FIELDS))
         for name, field in _data_fields(model).items()
     }
     for path in getattr(model, "filter_relations", ()):
         field = _resolve_relation(model, path)
         if field is None:
             raise ValidationError({path: "declared in filter_relations but is not a field path"}, model=model.__name__)
-        allowed[path] = FieldInfo(path, python_type_of(field), True, isinstance(field, _TEXT_FIELDS))
+        allowed[path] = FieldInfo(path, python_type_of(field), isinstance(field, _TEXT_FIELDS))
     return allowed
 
 
