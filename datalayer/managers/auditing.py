@@ -6,13 +6,14 @@ import datetime as dt
 import decimal
 import enum
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
 from tortoise import timezone
 
 from datalayer.actor import current_actor, current_correlation_id
+from datalayer.managers.ids import new_uuid4s
 from datalayer.managers.validation import MANAGED_FIELDS
 from datalayer.models.audit_log import AuditAction, AuditLog
 
@@ -37,6 +38,10 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _unchanged(value: Any) -> Any:
+    return value
+
+
 def _masked(model: type, name: str, value: Any) -> Any:
     return MASK if name in getattr(model, "secret_fields", ()) and value not in (None, "") else jsonable(value)
 
@@ -48,11 +53,18 @@ def audited_fields(model: type) -> tuple[str, ...]:
 
 def creation_changes(model: type, values: Mapping[str, Any]) -> dict[str, list[Any]]:
     """``{field: [None, value]}`` for the set fields of a new row (``values`` maps field names)."""
-    return {
-        name: [None, _masked(model, name, values[name])]
-        for name in audited_fields(model)
-        if values.get(name) is not None
-    }
+    secret = getattr(model, "secret_fields", ())
+    changes = {}
+    for name in audited_fields(model):
+        value = values.get(name)
+        if value is None:
+            continue
+        if type(value) not in _PLAIN:
+            value = jsonable(value)
+        if name in secret and value != "":
+            value = MASK
+        changes[name] = [None, value]
+    return changes
 
 
 def row_of(model: type, instance: Any) -> dict[str, Any]:
@@ -89,16 +101,22 @@ async def write_audit(model: type, action: AuditAction, record_id: Any, changes:
         await audit_row(model, action, record_id, changes).save()
 
 
-def audit_dicts(
-    model: type, action: AuditAction, entries: Iterable[tuple[Any, dict[str, Any]]]
-) -> list[dict[str, Any]]:
-    """Complete ``AuditLog`` rows as dicts, for ``bulk.insert_rows`` (no model instances needed)."""
+#: ``AuditLog`` columns in the order ``creation_entries`` fills them
+AUDIT_COLUMNS = ("id", "created_at", "updated_at", "actor_id", "action", "table_name", "record_id", "changes",
+                 "correlation_id")
+
+
+def creation_entries(
+    model: type, rows: Sequence[Mapping[str, Any]], encode_changes: Callable[[Any], Any] = _unchanged
+) -> list[tuple[Any, ...]]:
+    """One ``create`` audit row per stored row, as tuples in ``AUDIT_COLUMNS`` order; none if not audited."""
     if not getattr(model, "audited", True):
         return []
     now = timezone.now()
     actor, correlation_id, table = current_actor(), current_correlation_id(), model._meta.db_table
+    pk = model._meta.pk_attr
     return [
-        {"id": uuid.uuid4(), "created_at": now, "updated_at": now, "actor_id": actor, "action": action,
-         "table_name": table, "record_id": str(record_id), "changes": changes, "correlation_id": correlation_id}
-        for record_id, changes in entries
+        (entry_id, now, now, actor, "create", table, str(row[pk]), encode_changes(creation_changes(model, row)),
+         correlation_id)
+        for entry_id, row in zip(new_uuid4s(len(rows)), rows)
     ]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
-from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -22,12 +22,12 @@ from tortoise.queryset import QuerySet
 from datalayer.actor import current_actor
 from datalayer.config import CONNECTION_NAME
 from datalayer.errors import ConcurrencyError, NotFoundError, ValidationError
-from datalayer.managers import auditing, pg_audit, pg_update, registry
-from datalayer.managers.filters import build_filters, check_sort, search_q
-from datalayer.managers.bulk import complete_rows, insert_rows
+from datalayer.managers import auditing, pg_update, registry
+from datalayer.managers.bulk import insert_created
 from datalayer.managers.by_key import fetch_by_key
+from datalayer.managers.filters import build_filters, check_sort, search_q
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
-from datalayer.managers.validation import validate_input, validate_many
+from datalayer.managers.validation import validate_input
 from datalayer.models.audit_log import AuditAction
 from datalayer.transactions import in_transaction_block, on_commit, transaction
 from datalayer.translate import translated
@@ -47,7 +47,7 @@ class ModelManager(Generic[ModelT]):
     model: ClassVar[type[Model]]
     name: ClassVar[str | None] = None
     max_page_size: ClassVar[int] = 100
-    bulk_batch_size: ClassVar[int] = 1000
+    bulk_batch_size: ClassVar[int] = 5000
 
     def __init__(self, model: type[ModelT] | None = None) -> None:
         if model is not None:
@@ -228,24 +228,18 @@ class ModelManager(Generic[ModelT]):
         await self._written([instance.pk])
         return instance
 
-    async def bulk_create(self, rows: Sequence[Input]) -> list[ModelT]:
-        """Validate every row first, then insert rows and audit rows together (COPY on PostgreSQL)."""
+    async def bulk_create(self, rows: Iterable[Input]) -> list[ModelT]:
+        """Insert many rows with their audit rows, all or none (COPY on PostgreSQL), ``bulk_batch_size`` at a time.
+
+        A bad row raises ``ValidationError`` keyed ``rows[i].field`` and nothing is written.
+        """
         now = timezone.now()
         stamps = {name: now for name in ("created_at", "updated_at") if name in self.model._meta.fields_map}
-        complete = complete_rows(self.model, validate_many(self.model, rows), **self._stamped(stamps))
-        server_side_audit = get_connection(CONNECTION_NAME).capabilities.dialect == "postgres"
         async with transaction():
             with translated(self._label):
-                instances = await insert_rows(self.model, complete, batch_size=self.bulk_batch_size)
-                if server_side_audit:
-                    await pg_audit.audit_created(self.model, [instance.pk for instance in instances])
-                else:
-                    audit = auditing.audit_dicts(
-                        self.model, AuditAction.CREATE,
-                        ((row["id"], auditing.creation_changes(self.model, row)) for row in complete),
-                    )
-                    await insert_rows(auditing.AuditLog, audit, batch_size=self.bulk_batch_size,
-                                      want_instances=False)
+                instances = await insert_created(
+                    self.model, rows, shared=self._stamped(stamps), batch_size=self.bulk_batch_size
+                )
         await self._written([instance.pk for instance in instances])
         return instances
 

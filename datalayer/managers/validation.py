@@ -118,27 +118,45 @@ def _list_adapter(schema: type[BaseModel]) -> TypeAdapter:
     return TypeAdapter(list[schema])
 
 
-def validate_many(model: type, rows: Sequence[Mapping[str, Any] | BaseModel]) -> list[dict[str, Any]]:
-    """Validate a batch in one pydantic call; errors are keyed ``rows[i].field``."""
+def _row_key(location: str, first_index: int) -> str:
+    """``"3.title"`` from a list validation error as ``"rows[3].title"`` (``rows[3].__all__`` for the row)."""
+    index, _, field = location.partition(".")
+    return f"rows[{first_index + int(index)}].{field or '__all__'}"
+
+
+@cache
+def _extra_schema_fields(model: type, schema: type[BaseModel]) -> frozenset[str]:
+    """Fields a declared schema has beyond what input may write (dropped from validated rows)."""
+    return frozenset(schema.model_fields) - frozenset(writable_fields(model))
+
+
+def validate_many(
+    model: type, rows: Sequence[Mapping[str, Any] | BaseModel], *, first_index: int = 0
+) -> list[dict[str, Any]]:
+    """Validate a batch in one pydantic call; errors are keyed ``rows[i].field`` (``i`` counts from ``first_index``)."""
     name = model.__name__
     schema = schema_for(model, "create")
     allowed = writable_fields(model)
-    mappings = [dict(_as_mapping(row, name)) for row in rows]
+    allowed_keys = allowed.keys()
+    mappings = [row if type(row) is dict else dict(_as_mapping(row, name)) for row in rows]
     for index, mapping in enumerate(mappings):
-        unknown = [key for key in mapping if key not in allowed]
-        if unknown:
+        if not mapping.keys() <= allowed_keys:
             raise ValidationError(
-                {f"rows[{index}].{key}": f"unknown or read-only field; allowed: {', '.join(sorted(allowed))}"
-                 for key in unknown},
+                {f"rows[{first_index + index}].{key}": f"unknown or read-only field; allowed: {', '.join(sorted(allowed))}"
+                 for key in mapping if key not in allowed},
                 model=name,
             )
+    adapter = _list_adapter(schema)
     try:
-        validated = _list_adapter(schema).validate_python(mappings)
+        validated = adapter.validate_python(mappings)
     except PydanticValidationError as exc:
-        messages = field_messages(exc, list(allowed))
-        raise ValidationError({f"rows[{key.split('.', 1)[0]}].{key.split('.', 1)[-1]}": text
-                               for key, text in messages.items()}, model=name) from None
-    return [
-        {key: value for key, value in item.model_dump(exclude_unset=True).items() if key in allowed}
-        for item in validated
-    ]
+        raise ValidationError({_row_key(key, first_index): text
+                               for key, text in field_messages(exc, list(allowed)).items()}, model=name) from None
+    if getattr(model, "create_schema", None) is None:
+        # a derived schema has plain fields only: its values need no serialising, just the ones set
+        return [{key: item.__dict__[key] for key in item.__pydantic_fields_set__} for item in validated]
+    dumped: list[dict[str, Any]] = adapter.dump_python(validated, exclude_unset=True)
+    extra = _extra_schema_fields(model, schema)
+    if extra:
+        dumped = [{key: value for key, value in item.items() if key not in extra} for item in dumped]
+    return dumped
