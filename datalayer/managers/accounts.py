@@ -13,6 +13,7 @@ from tortoise.functions import Count
 
 from datalayer.errors import ValidationError
 from datalayer.managers.base import Input, ModelManager
+from datalayer.managers.by_key import fetch_by
 from datalayer.managers.pagination import Page
 from datalayer.managers.settings_aware import SettingsAware
 from datalayer.managers.validation import field_messages
@@ -78,8 +79,8 @@ class UserManager(SettingsAware, ModelManager[User]):
 
     async def find_by_email(self, email: str) -> User | None:
         """The live user with this email, compared case-insensitively."""
-        with translated("User"):
-            return await self.query().filter(email=email.strip().lower()).first()
+        with translated("User"):  # a login path: SQL built once (by_key), not through pypika per call
+            return await fetch_by(self.model, "email", email.strip().lower(), live_only=self._soft)
 
     async def authenticate(self, email: str, password: str) -> User | None:
         """The user when the password matches and the account is active, else None.

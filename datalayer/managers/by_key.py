@@ -1,7 +1,7 @@
-"""Reading one row by primary key with SQL built once per model, not once per call.
+"""Reading one row by primary key (or another unique field) with SQL built once per model, not once per call.
 
 Tortoise rebuilds a ``SELECT`` through pypika on every ``get``; for a lookup by key the statement never
-changes, so it is cached per (model, dialect, live-only) and the row is built the way Tortoise builds
+changes, so it is cached per (model, field, dialect, live-only) and the row is built the way Tortoise builds
 fetched rows (``_init_from_db``). Inside a transaction the transaction's connection is used.
 """
 
@@ -16,19 +16,28 @@ from datalayer.config import CONNECTION_NAME
 
 
 @cache
-def _select_by_key(model: type, dialect: str, live_only: bool) -> str:
+def _select_by(model: type, field: str, dialect: str, live_only: bool) -> str:
     meta = model._meta
     columns = ", ".join(f'"{column}"' for column in meta.fields_db_projection.values())
     table = f'"{meta.schema}"."{meta.db_table}"' if meta.schema else f'"{meta.db_table}"'
     placeholder = "$1" if dialect == "postgres" else "?"
     live = ' AND "deleted_at" IS NULL' if live_only else ""
-    return f'SELECT {columns} FROM {table} WHERE "{meta.db_pk_column}" = {placeholder}{live} LIMIT 1'
+    return f'SELECT {columns} FROM {table} WHERE "{meta.fields_db_projection[field]}" = {placeholder}{live} LIMIT 1'
+
+
+async def fetch_by(model: type, field: str, value: Any, *, live_only: bool) -> Any | None:
+    """The row whose ``field`` equals ``value`` (live rows only when ``live_only``), or None.
+
+    For fields unique among (live) rows, such as the primary key or a user's email.
+    """
+    connection = get_connection(CONNECTION_NAME)
+    dialect = connection.capabilities.dialect
+    if dialect != "postgres":
+        value = model._meta.fields_map[field].to_db_value(value, model)
+    rows = await connection.execute_query_dict(_select_by(model, field, dialect, live_only), [value])
+    return model._init_from_db(**rows[0]) if rows else None
 
 
 async def fetch_by_key(model: type, key: Any, *, live_only: bool) -> Any | None:
     """The row with primary key ``key`` (live rows only when ``live_only``), or None."""
-    connection = get_connection(CONNECTION_NAME)
-    dialect = connection.capabilities.dialect
-    value = key if dialect == "postgres" else model._meta.pk.to_db_value(key, model)
-    rows = await connection.execute_query_dict(_select_by_key(model, dialect, live_only), [value])
-    return model._init_from_db(**rows[0]) if rows else None
+    return await fetch_by(model, model._meta.pk_attr, key, live_only=live_only)

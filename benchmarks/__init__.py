@@ -1,0 +1,1 @@
+"""datalayer's benchmarks: ``python -m benchmarks [--quick] [--write-results]`` (see README.md)."""

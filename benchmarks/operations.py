@@ -1,0 +1,234 @@
+"""The side-by-side table: each operation through datalayer, raw Tortoise and raw asyncpg, interleaved."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import random
+import uuid
+from dataclasses import dataclass
+
+from tortoise.expressions import Q
+
+from benchmarks.harness import Latencies, Rounds, concurrent_latencies, interleaved, interleaved_once
+from benchmarks.models import BenchItem, BulkItem, CachedItem
+from benchmarks.scratch import Stage
+from datalayer.managers.pagination import encode_cursor
+
+COLUMNS = "id, created_at, updated_at, deleted_at, deleted_by, created_by, updated_by, version, title, body, status, views"
+GET = f"SELECT {COLUMNS} FROM bench_item WHERE id = $1 AND deleted_at IS NULL LIMIT 1"
+GET_CACHED_TABLE = GET.replace("bench_item", "bench_cached_item").replace(", status", "")
+INSERT = ("INSERT INTO bench_item (id, created_at, updated_at, version, title, body, status, views) "
+          "VALUES ($1, now(), now(), 1, $2, '', 'draft', $3)")
+UPDATE = "UPDATE bench_item SET views = $2, updated_at = now(), version = version + 1 WHERE id = $1 AND deleted_at IS NULL"
+PAGE = f"SELECT {COLUMNS} FROM bench_item WHERE deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 40"
+COUNT = "SELECT count(*) FROM bench_item WHERE deleted_at IS NULL"
+KEYSET = (f"SELECT {COLUMNS} FROM bench_item WHERE deleted_at IS NULL AND (created_at, id) > ($1, $2) "
+          "ORDER BY created_at, id LIMIT 20")
+SOFT_DELETE = "UPDATE bench_item SET deleted_at = now(), version = version + 1 WHERE id = $1 AND deleted_at IS NULL"
+RESTORE = "UPDATE bench_item SET deleted_at = NULL, version = version + 1 WHERE id = $1 AND deleted_at IS NOT NULL"
+READERS = 16
+BULK_COLUMNS = ["id", "created_at", "updated_at", "version", "title", "body", "status", "views"]
+
+
+@dataclass
+class Result:
+    """One line of the table: units per second for each library (None where it has no such operation)."""
+
+    operation: str
+    unit: str
+    datalayer: float
+    tortoise: float | None
+    asyncpg: float | None
+    note: str = ""
+    p50_ms: dict[str, float] | None = None
+    p99_ms: dict[str, float] | None = None
+
+
+async def seeded(stage: Stage, rows: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    items = await stage.ctx.manager(BenchItem).bulk_create({"title": f"item {i}", "views": i} for i in range(rows))
+    cached = await stage.ctx.manager(CachedItem).bulk_create({"title": f"cached {i}"} for i in range(200))
+    await stage.sql("VACUUM ANALYZE bench_item")
+    return [item.id for item in items], [item.id for item in cached]
+
+
+async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixed_calls: int) -> list[Result]:
+    ids, cached_ids = await seeded(stage, rows)
+    items, cached = stage.ctx.manager(BenchItem), stage.ctx.manager(CachedItem)
+    pool, counter = stage.pool, itertools.count()
+    pick = lambda: random.choice(ids)
+    results = []
+
+    get = await interleaved({
+        "datalayer": lambda: items.get(pick()),
+        "tortoise": lambda: BenchItem.get(id=pick()),
+        "asyncpg": lambda: pool.fetchrow(GET, pick()),
+    }, plan)
+    results.append(Result("get by id", "ops/s", get["datalayer"], get["tortoise"], get["asyncpg"]))
+
+    await asyncio.sleep(stage.ctx.cache.invalidation_guard * 2)  # past the guard after the seeding writes
+    for key in cached_ids:  # every row read once: in Redis from now on
+        await cached.get(key)
+    hot = await interleaved({
+        "datalayer": lambda: cached.get(random.choice(cached_ids)),
+        "asyncpg": lambda: pool.fetchrow(GET_CACHED_TABLE, random.choice(cached_ids)),
+    }, plan)
+    results.append(Result("cached get (Redis read-through)", "ops/s", hot["datalayer"], None, hot["asyncpg"],
+                          "one caller; asyncpg: the same get, uncached"))
+
+    def burst(read):
+        async def sixteen() -> None:
+            await asyncio.gather(*(read(random.choice(cached_ids)) for _ in range(READERS)))
+        return sixteen
+
+    crowd = await interleaved({
+        "datalayer": burst(cached.get),
+        "asyncpg": burst(lambda key: pool.fetchrow(GET_CACHED_TABLE, key)),
+    }, plan)
+    results.append(Result(f"cached get, {READERS} concurrent readers", "ops/s", crowd["datalayer"] * READERS, None,
+                          crowd["asyncpg"] * READERS, "asyncpg: the same gets, uncached, pool of 10"))
+
+    create = await interleaved({
+        "datalayer": lambda: items.create({"title": f"new {next(counter)}", "views": 1}),
+        "tortoise": lambda: BenchItem.create(title=f"new {next(counter)}", views=1),
+        "asyncpg": lambda: pool.execute(INSERT, uuid.uuid4(), f"new {next(counter)}", 1),
+    }, plan)
+    results.append(Result("create", "ops/s", create["datalayer"], create["tortoise"], create["asyncpg"],
+                          "datalayer also writes the audit row"))
+
+    update = await interleaved({
+        "datalayer": lambda: items.update(pick(), {"views": next(counter)}),
+        "tortoise": lambda: BenchItem.filter(id=pick()).update(views=next(counter)),
+        "asyncpg": lambda: pool.execute(UPDATE, pick(), next(counter)),
+    }, plan)
+    results.append(Result("update one field", "ops/s", update["datalayer"], update["tortoise"], update["asyncpg"],
+                          "datalayer: version check + audit row"))
+
+    async def tortoise_page() -> None:
+        await asyncio.gather(BenchItem.all().order_by("-created_at", "-id").offset(40).limit(20),
+                             BenchItem.all().count())
+
+    async def asyncpg_page() -> None:
+        await asyncio.gather(pool.fetch(PAGE), pool.fetchval(COUNT))
+
+    page = await interleaved({
+        "datalayer": lambda: items.find_many(page=3, limit=20, sort_by="created_at", sort_order="desc"),
+        "tortoise": tortoise_page,
+        "asyncpg": asyncpg_page,
+    }, plan)
+    results.append(Result("page of 20 + total", "ops/s", page["datalayer"], page["tortoise"], page["asyncpg"]))
+
+    middle = await pool.fetchrow("SELECT created_at, id FROM bench_item ORDER BY created_at, id OFFSET $1 LIMIT 1",
+                                 rows // 2)
+    cursor = encode_cursor("created_at", False, middle["created_at"], middle["id"])
+    after = Q(created_at__gt=middle["created_at"]) | Q(created_at=middle["created_at"], id__gt=middle["id"])
+    keyset = await interleaved({
+        "datalayer": lambda: items.find_after(cursor, limit=20),
+        "tortoise": lambda: BenchItem.filter(after).order_by("created_at", "id").limit(20),
+        "asyncpg": lambda: pool.fetch(KEYSET, middle["created_at"], middle["id"]),
+    }, plan)
+    results.append(Result("keyset page of 20", "ops/s", keyset["datalayer"], keyset["tortoise"], keyset["asyncpg"]))
+
+    async def delete_restore_datalayer() -> None:
+        key = pick()
+        await items.delete(key)
+        await items.restore(key)
+
+    async def delete_restore_tortoise() -> None:
+        key = pick()
+        await BenchItem.filter(id=key).update(deleted_at=dt.datetime.now(dt.timezone.utc))
+        await BenchItem.all_objects.filter(id=key).update(deleted_at=None)
+
+    async def delete_restore_asyncpg() -> None:
+        key = pick()
+        await pool.execute(SOFT_DELETE, key)
+        await pool.execute(RESTORE, key)
+
+    soft = await interleaved({
+        "datalayer": delete_restore_datalayer, "tortoise": delete_restore_tortoise, "asyncpg": delete_restore_asyncpg,
+    }, plan)
+    results.append(Result("soft delete + restore", "pairs/s", soft["datalayer"], soft["tortoise"], soft["asyncpg"],
+                          "datalayer: row lock + audit rows"))
+
+    results.append(await bulk_insert(stage, bulk_rows, rounds=plan.rounds))
+    results.append(await mixed_load(stage, ids, calls=mixed_calls, rounds=max(1, plan.rounds // 2)))
+    return results
+
+
+def bulk_contenders(stage: Stage, size: int) -> dict[str, object]:
+    """Insert ``size`` fresh rows into ``bench_bulk_item``; building the input is part of each call."""
+    bulk = stage.ctx.manager(BulkItem)
+
+    async def with_datalayer() -> None:
+        await bulk.bulk_create([{"title": f"bulk {i}", "views": i} for i in range(size)])
+
+    async def with_tortoise() -> None:
+        await BulkItem.bulk_create([BulkItem(title=f"bulk {i}", views=i) for i in range(size)])
+
+    async def with_asyncpg() -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        records = [(uuid.uuid4(), now, now, 1, f"bulk {i}", "", "draft", i) for i in range(size)]
+        await stage.pool.copy_records_to_table("bench_bulk_item", records=records, columns=BULK_COLUMNS)
+
+    return {"datalayer": with_datalayer, "tortoise": with_tortoise, "asyncpg": with_asyncpg}
+
+
+async def empty_bulk_table(stage: Stage) -> None:
+    await stage.sql("TRUNCATE bench_bulk_item")
+    await stage.sql("DELETE FROM audit_log WHERE table_name = 'bench_bulk_item'")
+
+
+async def bulk_insert(stage: Stage, size: int, *, rounds: int) -> Result:
+    contenders = bulk_contenders(stage, size)
+    rates = await interleaved_once(contenders, rounds, size, before=lambda: empty_bulk_table(stage))
+    await empty_bulk_table(stage)
+    return Result(f"bulk insert {size:,} rows", "rows/s", rates["datalayer"], rates["tortoise"], rates["asyncpg"],
+                  "datalayer + audit rows; Tortoise bulk_create; asyncpg COPY")
+
+
+async def mixed_load(stage: Stage, ids: list[uuid.UUID], *, calls: int, rounds: int, tasks: int = 100) -> Result:
+    """100 tasks over the pool of 10: 7 reads, 2 updates and 1 page in every 10 calls."""
+    items, pool = stage.ctx.manager(BenchItem), stage.pool
+    counter = itertools.count()
+
+    def datalayer_call(index: int):
+        kind, key = index % 10, ids[index % len(ids)]
+        if kind < 7:
+            return lambda: items.get(key)
+        if kind < 9:
+            return lambda: items.update(key, {"views": next(counter)})
+        return lambda: items.find_many(page=2, limit=20, sort_by="created_at", sort_order="desc")
+
+    def tortoise_call(index: int):
+        kind, key = index % 10, ids[index % len(ids)]
+        if kind < 7:
+            return lambda: BenchItem.get(id=key)
+        if kind < 9:
+            return lambda: BenchItem.filter(id=key).update(views=next(counter))
+        return lambda: asyncio.gather(BenchItem.all().order_by("-created_at", "-id").offset(20).limit(20),
+                                      BenchItem.all().count())
+
+    def asyncpg_call(index: int):
+        kind, key = index % 10, ids[index % len(ids)]
+        if kind < 7:
+            return lambda: pool.fetchrow(GET, key)
+        if kind < 9:
+            return lambda: pool.execute(UPDATE, key, next(counter))
+        return lambda: asyncio.gather(pool.fetch(PAGE.replace("OFFSET 40", "OFFSET 20")), pool.fetchval(COUNT))
+
+    pickers = {"datalayer": datalayer_call, "tortoise": tortoise_call, "asyncpg": asyncpg_call}
+    runs: dict[str, list[Latencies]] = {name: [] for name in pickers}
+    for round_index in range(rounds):
+        names = list(pickers)
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            runs[name].append(await concurrent_latencies(tasks, calls, pickers[name]))
+    best = {name: sorted(found, key=lambda run: run.ops_per_s)[len(found) // 2] for name, found in runs.items()}
+    return Result(
+        f"mixed load, {tasks} tasks / pool of 10", "ops/s",
+        best["datalayer"].ops_per_s, best["tortoise"].ops_per_s, best["asyncpg"].ops_per_s,
+        "70% get, 20% update, 10% page+total",
+        p50_ms={name: run.percentile(0.50) for name, run in best.items()},
+        p99_ms={name: run.percentile(0.99) for name, run in best.items()},
+    )
