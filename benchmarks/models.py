@@ -7,23 +7,23 @@ from tortoise import fields
 from datalayer import AuditedModel, ModelManager
 
 
-class BenchItem(AuditedModel):
+class Item(AuditedModel):
     title = fields.CharField(max_length=200)
     body = fields.TextField(default="")
     status = fields.CharField(max_length=20, default="draft")
     views = fields.IntField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class BenchItem(Item):
+    class Meta:
         table = "bench_item"
 
 
-class BulkItem(AuditedModel):
+class BulkItem(Item):
     """Bulk inserts land here, emptied between rounds, so the other tables keep their size."""
-
-    title = fields.CharField(max_length=200)
-    body = fields.TextField(default="")
-    status = fields.CharField(max_length=20, default="draft")
-    views = fields.IntField(default=0)
 
     class Meta:
         table = "bench_bulk_item"

@@ -33,7 +33,6 @@ from datalayer.managers.validation import validate_many
 from datalayer.models.audit_log import AuditLog
 
 _SLICE = 250  # rows prepared between two yields to the event loop
-_FIRST_CHUNK = 4 * _SLICE
 #: what one chunk writes: (table or model, columns, rows as value tuples in that order), in insertion order
 Tables = list[tuple[Any, tuple[str, ...], list[Any]]]
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -160,9 +159,9 @@ async def _insert_tables(connection: BaseDBAsyncClient, tables: Tables) -> None:
 
 def _orm_batch(model: type, complete: list[dict[str, Any]]) -> Tables:
     """Other engines: the rows and their audit rows for Tortoise's ``bulk_create``."""
-    fields = tuple(model._meta.fields_db_projection)
+    _, values_of, _ = _copy_plan(model)
     return [
-        (model, fields, [tuple(row[name] for name in fields) for row in complete]),
+        (model, tuple(model._meta.fields_db_projection), [values_of(row) for row in complete]),
         (AuditLog, auditing.AUDIT_COLUMNS, auditing.creation_entries(model, complete)),
     ]
 
@@ -184,9 +183,7 @@ async def insert_created(
     pending: asyncio.Future[None] | None = None
     source, first_index = iter(rows), 0
     try:
-        size = min(batch_size, _FIRST_CHUNK)  # a small first chunk gets the database working sooner
-        while chunk := list(islice(source, size)):
-            size = batch_size
+        while chunk := list(islice(source, batch_size)):
             tables: Tables = []
             for start in range(0, len(chunk), _SLICE):
                 validated = validate_many(model, chunk[start:start + _SLICE], first_index=first_index + start)
@@ -205,9 +202,10 @@ async def insert_created(
             pending = asyncio.ensure_future(write(connection, tables))
         if pending is not None:
             await pending
-    finally:
+    except BaseException:
         if pending is not None:
             await asyncio.wait([pending])  # never leave a COPY half-sent on the transaction's connection
             if not pending.cancelled():
-                pending.exception()  # when another error is propagating, it wins; this one counts as seen
+                pending.exception()  # the error already propagating wins; this one counts as seen
+        raise
     return instances

@@ -152,7 +152,7 @@ def validate_many(
     except PydanticValidationError as exc:
         raise ValidationError({_row_key(key, first_index): text
                                for key, text in field_messages(exc, list(allowed)).items()}, model=name) from None
-    if getattr(model, "create_schema", None) is None:
+    if schema is derived_schema(model, "create"):
         # a derived schema has plain fields only: its values need no serialising, just the ones set
         return [{key: item.__dict__[key] for key in item.__pydantic_fields_set__} for item in validated]
     dumped: list[dict[str, Any]] = adapter.dump_python(validated, exclude_unset=True)
