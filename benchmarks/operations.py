@@ -55,7 +55,7 @@ async def seeded(stage: Stage, rows: int) -> tuple[list[uuid.UUID], list[uuid.UU
 
 async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixed_calls: int) -> list[Result]:
     ids, cached_ids = await seeded(stage, rows)
-    items, cached = stage.ctx.manager(BenchItem), stage.ctx.manager(CachedItem)
+    items = stage.ctx.manager(BenchItem)
     pool, counter = stage.pool, itertools.count()
     pick = lambda: random.choice(ids)
     results = []
@@ -68,26 +68,13 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
     results.append(Result("get by id", "ops/s", get["datalayer"], get["tortoise"], get["asyncpg"]))
 
     await asyncio.sleep(stage.ctx.cache.invalidation_guard * 2)  # past the guard after the seeding writes
-    for key in cached_ids:  # every row read once: in Redis from now on
-        await cached.get(key)
-    hot = await interleaved({
-        "datalayer": lambda: cached.get(random.choice(cached_ids)),
-        "asyncpg": lambda: pool.fetchrow(GET_CACHED_TABLE, random.choice(cached_ids)),
-    }, plan)
-    results.append(Result("cached get (Redis read-through)", "ops/s", hot["datalayer"], None, hot["asyncpg"],
-                          "one caller; asyncpg: the same get, uncached"))
-
-    def burst(read):
-        async def sixteen() -> None:
-            await asyncio.gather(*(read(random.choice(cached_ids)) for _ in range(READERS)))
-        return sixteen
-
-    crowd = await interleaved({
-        "datalayer": burst(cached.get),
-        "asyncpg": burst(lambda key: pool.fetchrow(GET_CACHED_TABLE, key)),
-    }, plan)
-    results.append(Result(f"cached get, {READERS} concurrent readers", "ops/s", crowd["datalayer"] * READERS, None,
-                          crowd["asyncpg"] * READERS, "asyncpg: the same gets, uncached, pool of 10"))
+    results += await cached_gets(stage, cached_ids, plan, "cached get", "near cache on (the default)")
+    near_on = stage.ctx.use_cache(stage.round_trip_cache)
+    try:
+        results += await cached_gets(stage, cached_ids, plan, "cached get via Redis",
+                                     "near cache off: one Redis round trip per get")
+    finally:
+        stage.ctx.use_cache(near_on)
 
     create = await interleaved({
         "datalayer": lambda: items.create({"title": f"new {next(counter)}", "views": 1}),
@@ -154,6 +141,36 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
     results.append(await bulk_insert(stage, bulk_rows, rounds=plan.rounds))
     results.append(await mixed_load(stage, ids, calls=mixed_calls, rounds=max(1, plan.rounds // 2)))
     return results
+
+
+async def cached_gets(
+    stage: Stage, cached_ids: list[uuid.UUID], plan: Rounds, name: str, variant: str
+) -> list[Result]:
+    """Read-through ``get`` against asyncpg's uncached primary-key lookup: one caller, then 16 at once."""
+    cached, pool = stage.ctx.manager(CachedItem), stage.pool
+    for key in cached_ids:  # every row read: in Redis (and, with the near cache, in process) from now on
+        await cached.get(key)
+        await cached.get(key)
+    hot = await interleaved({
+        "datalayer": lambda: cached.get(random.choice(cached_ids)),
+        "asyncpg": lambda: pool.fetchrow(GET_CACHED_TABLE, random.choice(cached_ids)),
+    }, plan)
+
+    def burst(read):
+        async def sixteen() -> None:
+            await asyncio.gather(*(read(random.choice(cached_ids)) for _ in range(READERS)))
+        return sixteen
+
+    crowd = await interleaved({
+        "datalayer": burst(cached.get),
+        "asyncpg": burst(lambda key: pool.fetchrow(GET_CACHED_TABLE, key)),
+    }, plan)
+    return [
+        Result(f"{name}, {READERS} readers", "ops/s", crowd["datalayer"] * READERS, None, crowd["asyncpg"] * READERS,
+               f"{variant}; asyncpg: the same gets, uncached, pool of 10"),
+        Result(f"{name}, 1 caller", "ops/s", hot["datalayer"], None, hot["asyncpg"],
+               f"{variant}; asyncpg: the same get, uncached"),
+    ]
 
 
 def bulk_contenders(stage: Stage, size: int) -> dict[str, object]:

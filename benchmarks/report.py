@@ -51,7 +51,7 @@ class Report:
             Target("page of 20 + total / Tortoise", page.datalayer / page.tortoise, 0.8, True),
             Target("update / Tortoise", update.datalayer / update.tortoise, 0.8, True),
             Target("bulk insert with audit / Tortoise bulk_create", bulk.datalayer / bulk.tortoise, 2.0, True),
-            Target("cached get / asyncpg uncached get (16 readers)", cached.datalayer / cached.asyncpg, 1.5, True),
+            Target("cached get, 16 readers / asyncpg uncached get", cached.datalayer / cached.asyncpg, 1.5, True),
             Target(f"keyset page at {deepest.depth:,} / page 1", deepest.keyset_ms / self.first_page_ms, 2.0, False),
             Target("worst heartbeat lag during authenticate (ms)", self.loop[0].worst_ms, 20.0, False),
         ]

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 
 from datalayer import DataContext, Settings, close_context, get_context
-from datalayer.cache import Cache, RedisBackend
+from datalayer.cache import Cache, CacheSettings, build_cache
 
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -58,6 +59,7 @@ class Stage:
     ctx: DataContext
     pool: asyncpg.Pool
     url: str
+    round_trip_cache: Cache  # same Redis and namespace as ctx.cache, without the near cache
 
     async def sql(self, statement: str, *args: Any) -> str:
         return await self.pool.execute(statement, *args)
@@ -68,13 +70,18 @@ async def stage(url: str, redis_url: str, *, bcrypt_rounds: int = 12) -> AsyncIt
     settings = Settings(DATABASE_URL=url, DB_MAX_CONNECTIONS=POOL_SIZE, BCRYPT_ROUNDS=bcrypt_rounds,
                         DATALAYER_ENV="test", _env_file=None)
     ctx = await get_context(settings=settings, models=["benchmarks.models"], generate_schemas=True)
-    ctx.use_cache(Cache(RedisBackend(redis_url, timeout_s=0.5), namespace=f"bench-{uuid.uuid4().hex[:8]}",
-                        default_ttl=600))
+    # built as an app's ctx.cache is (near cache included), in a namespace of its own
+    with_redis = settings.model_copy(update={"redis_url": SecretStr(redis_url)})
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    cache_options = {"namespace": namespace, "default_ttl": 600, "timeout_ms": 500, "_env_file": None}
+    ctx.use_cache(build_cache(with_redis, CacheSettings(**cache_options)))
+    round_trip_cache = build_cache(with_redis, CacheSettings(**cache_options, near_max_entries=0))
     # like datalayer's own pool (DB_RESET_ON_RELEASE off), no RESET ALL round trip on every release
     pool = await asyncpg.create_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE, reset=_keep_session)
     try:
-        yield Stage(ctx, pool, url)
+        yield Stage(ctx, pool, url, round_trip_cache)
     finally:
         await pool.close()
+        await round_trip_cache.close()
         await ctx.cache.invalidate_prefix("")
         await close_context()

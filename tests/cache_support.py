@@ -13,6 +13,9 @@ import pytest
 import redis
 
 from datalayer.cache import Cache, CircuitBreaker, MemoryBackend, RedisBackend
+from datalayer.cache.near import NearCache
+from datalayer.cache.read_through import ROW_PREFIX
+from datalayer.cache.tracking import InvalidationListener
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -33,10 +36,18 @@ def namespace() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
-def redis_cache(ns: str | None = None, url: str = REDIS_URL, **options: object) -> Cache:
+def redis_cache(
+    ns: str | None = None, url: str = REDIS_URL, *, near: bool = False, heartbeat_s: float = 0.5, **options: object
+) -> Cache:
+    """A Redis cache; with ``near``, also the in-process near cache kept true by Redis' invalidations."""
     breaker = CircuitBreaker(int(options.pop("failure_threshold", 3)), float(options.pop("reset_after_s", 0.5)))
     timeout_s = float(options.pop("timeout_s", 0.05))
-    return Cache(RedisBackend(url, timeout_s=timeout_s, breaker=breaker), namespace=ns or namespace(), **options)
+    ns = ns or namespace()
+    tracking = None
+    if near:
+        tracking = InvalidationListener(url, f"{ns}:{ROW_PREFIX}", NearCache(), heartbeat_s=heartbeat_s)
+    return Cache(RedisBackend(url, timeout_s=timeout_s, breaker=breaker), namespace=ns, tracking=tracking,
+                 **options)
 
 
 def memory_cache(ns: str | None = None, **options: object) -> Cache:

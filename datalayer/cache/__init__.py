@@ -11,8 +11,10 @@ from datalayer.cache.config import CacheSettings, build_cache
 from datalayer.cache.db_tier import PersistentCache
 from datalayer.cache.manager import Cache
 from datalayer.cache.memory import MemoryBackend
+from datalayer.cache.near import NearCache
 from datalayer.cache.read_through import ReadThrough, apply_read_through
 from datalayer.cache.redis_backend import RedisBackend
+from datalayer.cache.tracking import InvalidationListener
 
 __all__ = [
     "BackendUnavailable",
@@ -20,7 +22,9 @@ __all__ = [
     "CacheBackend",
     "CacheSettings",
     "CircuitBreaker",
+    "InvalidationListener",
     "MemoryBackend",
+    "NearCache",
     "PersistentCache",
     "ReadThrough",
     "RedisBackend",

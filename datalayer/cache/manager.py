@@ -19,8 +19,10 @@ from datalayer.cache import keys as cache_keys
 from datalayer.cache.backend import BackendUnavailable, CacheBackend
 from datalayer.cache.db_tier import PersistentCache
 from datalayer.cache.metrics import CacheMetrics
+from datalayer.cache.near import MISS, NearCache
 from datalayer.cache.serialization import dumps, loads
 from datalayer.cache.stampede import SingleFlight
+from datalayer.cache.tracking import InvalidationListener
 from datalayer.errors import ConfigurationError, DataLayerError, ValidationError
 
 log = logging.getLogger("datalayer.cache")
@@ -43,6 +45,8 @@ class Cache:
         persistent: the database tier used by calls with ``persist=True``.
         read_through_models: model (or manager) names whose ``get`` by id is cached (see ``read_through``).
         row_ttl: seconds a read-through row lives (default ``default_ttl``).
+        tracking: keeps process-local copies of what ``get_or_set(..., near=True)`` reads (read-through
+            rows), dropped as soon as Redis reports a change to them (see ``tracking``).
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class Cache:
         persistent: PersistentCache | None = None,
         read_through_models: Iterable[str] = (),
         row_ttl: float | None = None,
+        tracking: InvalidationListener | None = None,
     ) -> None:
         self.backend = backend
         self.ns = cache_keys.Namespace(namespace)
@@ -74,6 +79,8 @@ class Cache:
         self.stats_interval = 10.0
         self._stats_published_at = time.monotonic()
         self._publishing: asyncio.Task[None] | None = None
+        self.tracking = tracking
+        self.near: NearCache | None = tracking.near if tracking is not None else None
 
     @property
     def namespace(self) -> str:
@@ -102,6 +109,8 @@ class Cache:
         except BackendUnavailable as exc:
             self.metrics.errors += 1
             self.last_error = str(exc)
+            if self.near is not None:  # this process cannot reach Redis: serve no copies until it can
+                self.near.set_live(False)
             return fallback
         finally:
             self.metrics.observe((time.perf_counter() - started) * 1000)
@@ -132,24 +141,39 @@ class Cache:
         else:
             self._pending.update(full_keys)
 
-    async def _lookup(self, full: str, *, count: bool = True) -> tuple[bool, Any]:
-        raw = await self._call(lambda: self.backend.get(full), None)
-        if raw is not None and raw != _TOMBSTONE:
-            try:
-                value = loads(raw)
-            except (ValueError, KeyError, TypeError):
-                log.warning("dropping an undecodable cache entry under %s", full)
-                self.metrics.errors += 1
-            else:
-                if count:
-                    self.metrics.hits += 1
+    async def _lookup(self, full: str, *, count: bool = True, near_ttl: float | None = None) -> tuple[bool, Any]:
+        """``(found, value)``. With ``near_ttl``, served from and kept in the near cache when it is live."""
+        near, token = self.near if near_ttl is not None else None, None
+        if near is not None:
+            value = near.get(full)
+            if value is not MISS:
+                self.metrics.hits += count
                 return True, value
-        if count:
-            self.metrics.misses += 1
+            self.tracking.ensure_running()  # type: ignore[union-attr]
+            token = near.begin_fill(full)
+        try:
+            raw = await self._call(lambda: self.backend.get(full), None)
+            if raw is not None and raw != _TOMBSTONE:
+                try:
+                    value = loads(raw)
+                except (ValueError, KeyError, TypeError):
+                    log.warning("dropping an undecodable cache entry under %s", full)
+                    self.metrics.errors += 1
+                else:
+                    self.metrics.hits += count
+                    if near is not None:
+                        near.fill(full, token, value, near_ttl)  # type: ignore[arg-type]
+                    return True, value
+        finally:
+            if near is not None:
+                near.abandon_fill(full, token)
+        self.metrics.misses += count
         return False, None
 
     async def _store(self, full: str, value: Any, ttl: float | None, *, only_if_absent: bool = False) -> bool:
         encoded = dumps(value)
+        if self.near is not None and not only_if_absent:
+            self.near.drop((full,))
         ttl_ms = self._ttl_ms(ttl)
         stored = await self._call(
             lambda: self.backend.set(full, encoded, ttl_ms, only_if_absent=only_if_absent), False
@@ -206,6 +230,8 @@ class Cache:
         full = [self.ns(key) for key in keys]
         if not full:
             return 0
+        if self.near is not None:
+            self.near.drop(full)
         removed = await self._call(lambda: self.backend.delete(full), None)
         if removed is None:
             self._remember_failed(full)
@@ -225,6 +251,8 @@ class Cache:
         full = [self.ns(key) for key in keys]
         if not full:
             return
+        if self.near is not None:  # read-your-writes here at once; other processes hear it from Redis
+            self.near.drop(full)
         guard_ms = int(self.invalidation_guard * 1000)
         done = await self._call(lambda: self.backend.set_many([(k, _TOMBSTONE) for k in full], guard_ms), False)
         if done is False:
@@ -233,6 +261,8 @@ class Cache:
     async def invalidate_prefix(self, prefix: str, *, persist: bool = False) -> int:
         """Remove every key starting with ``prefix`` (``""`` clears the whole namespace)."""
         full = self.ns.prefix + prefix
+        if self.near is not None:
+            self.near.drop_prefix(full)
         removed = await self._call(lambda: self.backend.delete_prefix(full), 0)
         if persist:
             try:
@@ -250,14 +280,20 @@ class Cache:
         *,
         cache_none: bool = True,
         persist: bool = False,
+        near: bool = False,
     ) -> Any:
         """The cached value, else ``await loader()`` stored for ``ttl`` seconds and returned.
 
         However many callers miss at once, in this process or in others sharing the Redis, the loader runs
         once and the rest get its result. A loader's own exception reaches every caller waiting on it.
+
+        With ``near``, a value read from Redis is also kept in this process and later reads of it cost no
+        round trip, for as long as Redis reports no change to the key (only keys under the tracked prefix,
+        the read-through rows, are reported; see ``tracking``). Each caller gets its own copy.
         """
         full = self.ns(key)
-        hit, value = await self._lookup(full)
+        near_ttl = (self.default_ttl if ttl is None else ttl) if near else None
+        hit, value = await self._lookup(full, near_ttl=near_ttl)
         if hit:
             return value
         return await self._flight.run(
@@ -327,6 +363,7 @@ class Cache:
             **self.metrics.snapshot(),
             "pending_invalidations": len(self._pending),
             "last_error": self.last_error,
+            **({"near": self.near.describe()} if self.near is not None else {}),
             **self.backend.describe_state(),
         }
 
@@ -391,6 +428,8 @@ class Cache:
         if self._publishing is not None:
             await self._publishing
         await self.publish_stats()
+        if self.tracking is not None:
+            await self.tracking.close()
         await self.backend.close()
 
 

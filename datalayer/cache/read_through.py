@@ -8,6 +8,9 @@ Opt in declaratively, either on the manager class::
 
 or by model name in ``CACHE_MODELS=User,Configuration``. The context applies it when it builds a manager.
 
+With Redis, rows read are also kept in process (the near cache) and dropped the moment Redis reports a change
+to them, so a hot row costs no round trip at all (see ``tracking``).
+
 Reads inside a transaction skip the cache (they must see the transaction's own writes). Every write path of
 the manager (create, update, update_many, delete, hard delete, restore, bulk) reports its ids through the
 manager's write listeners, which run only after commit: a rolled-back write never touches the cache, a
@@ -87,7 +90,7 @@ class ReadThrough:
             row = await uncached(manager, key)
             return None if row is None else row_to_dict(row)
 
-        data = await self.cache.get_or_set(self.key(key), load, self.ttl, cache_none=False)
+        data = await self.cache.get_or_set(self.key(key), load, self.ttl, cache_none=False, near=True)
         return None if data is None else row_from_dict(manager.model, data)
 
     async def written(self, manager: ModelManager[Any], ids: list[Any]) -> None:
