@@ -1,6 +1,10 @@
+import datetime as dt
+import json
 import uuid
+from decimal import Decimal
 
 from datalayer import AuditAction
+from datalayer.managers.auditing import creation_changes, creation_changes_json
 from tests.models import Article, Author
 
 
@@ -74,3 +78,18 @@ async def test_acting_as_works_with_async_with_and_nests(ctx):
     assert [a.created_by for a in (first, second, third, fourth)] == [outer, inner, outer, None]
     [entry] = await ctx.audit_logs.history(Article, second.id)
     assert (entry.actor_id, entry.correlation_id) == (inner, "req-7")
+
+
+def test_bulk_copy_changes_text_equals_the_encoded_creation_changes():
+    """The COPY path writes ``changes`` as JSON text by hand; it must read exactly like the generic encoding."""
+    rows = [
+        {"id": uuid.uuid4(), "name": 'quote " backslash \\ tab \t ünï 😀', "email": "a@b.io", "password_hash": "$2b$12$x"},
+        {"id": uuid.uuid4(), "name": "", "email": None, "password_hash": ""},
+        {"name": 7, "email": True, "password_hash": 0},
+        {"name": 2.5, "email": Decimal("1.10"), "password_hash": dt.datetime(2030, 1, 2, tzinfo=dt.timezone.utc)},
+        {"name": {"nested": [1, None, "x"]}, "email": float("nan")},
+    ]
+    compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    for row in rows:
+        assert creation_changes_json(Author, row) == compact(creation_changes(Author, row))
+    assert '"password_hash":[null,"***"]' in creation_changes_json(Author, rows[0])

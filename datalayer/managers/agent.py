@@ -12,6 +12,7 @@ from tortoise import timezone
 from tortoise.functions import Count
 
 from datalayer.errors import NotFoundError, ValidationError
+from datalayer.managers import auditing
 from datalayer.managers.base import ModelManager
 from datalayer.models.agent import (
     TASK_TRANSITIONS,
@@ -22,7 +23,6 @@ from datalayer.models.agent import (
     TaskStatus,
 )
 from datalayer.models.audit_log import AuditAction
-from datalayer.managers import auditing
 from datalayer.transactions import transaction
 from datalayer.translate import translated
 

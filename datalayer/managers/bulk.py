@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from itertools import islice
 from operator import itemgetter
@@ -27,15 +27,14 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 
 from datalayer.config import CONNECTION_NAME
+from datalayer.ids import BATCH_MAKERS
 from datalayer.managers import auditing
-from datalayer.managers.ids import new_uuid4s
 from datalayer.managers.validation import validate_many
 from datalayer.models.audit_log import AuditLog
 
 _SLICE = 250  # rows prepared between two yields to the event loop
 #: what one chunk writes: (table or model, columns, rows as value tuples in that order), in insertion order
 Tables = list[tuple[Any, tuple[str, ...], list[Any]]]
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _enum_value(value: Any) -> Any:
@@ -86,7 +85,7 @@ def copy_records(model: type, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
 
 @cache
 def _defaults(model: type) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
-    """(constant defaults, callable defaults such as ``uuid4``) of every column."""
+    """(constant defaults, callable defaults such as ``uuid7``) of every column."""
     fields_map = model._meta.fields_map
     constant, produced = {}, []
     for name in model._meta.fields_db_projection:
@@ -107,7 +106,8 @@ def complete_rows(model: type, rows: Sequence[Mapping[str, Any]], **shared: Any)
         if name in shared:
             continue
         missing = [full for full, row in zip(completed, rows) if name not in row]
-        values = new_uuid4s(len(missing)) if make is uuid.uuid4 else [make() for _ in missing]
+        batch_maker = BATCH_MAKERS.get(make)
+        values = batch_maker(len(missing)) if batch_maker else [make() for _ in missing]
         for full, value in zip(missing, values):
             full[name] = value
     return completed
@@ -146,7 +146,7 @@ def _copy_batch(model: type, complete: list[dict[str, Any]]) -> Tables:
     return [
         (model._meta.db_table, _copy_plan(model)[0], copy_records(model, complete)),
         (AuditLog._meta.db_table, auditing.AUDIT_COLUMNS,
-         auditing.creation_entries(model, complete, encode_changes=_COMPACT_JSON)),
+         auditing.creation_entries(model, complete, changes_of=auditing.creation_changes_json)),
     ]
 
 
@@ -164,6 +164,24 @@ def _orm_batch(model: type, complete: list[dict[str, Any]]) -> Tables:
         (model, tuple(model._meta.fields_db_projection), [values_of(row) for row in complete]),
         (AuditLog, auditing.AUDIT_COLUMNS, auditing.creation_entries(model, complete)),
     ]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a slice of rows is built (synchronously: nothing else runs).
+
+    Everything a slice allocates is kept, so a collection in between finds nothing, yet the allocations
+    trigger collections that walk the young objects and, every so often, the whole heap: about a seventh
+    of a 20,000-row ``bulk_create``. The collector runs as usual between slices.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 async def insert_created(
@@ -186,15 +204,16 @@ async def insert_created(
         while chunk := list(islice(source, batch_size)):
             tables: Tables = []
             for start in range(0, len(chunk), _SLICE):
-                validated = validate_many(model, chunk[start:start + _SLICE], first_index=first_index + start)
-                complete = complete_rows(model, validated, **shared)
-                part = batch(model, complete)
-                if tables:
-                    for (_, _, records), (_, _, more) in zip(tables, part):
-                        records.extend(more)
-                else:
-                    tables = part
-                instances.extend(saved_instances(model, complete))
+                with collector_paused():
+                    validated = validate_many(model, chunk[start:start + _SLICE], first_index=first_index + start)
+                    complete = complete_rows(model, validated, **shared)
+                    part = batch(model, complete)
+                    if tables:
+                        for (_, _, records), (_, _, more) in zip(tables, part):
+                            records.extend(more)
+                    else:
+                        tables = part
+                    instances.extend(saved_instances(model, complete))
                 await asyncio.sleep(0)  # the previous chunk's write takes a step
             first_index += len(chunk)
             if pending is not None:

@@ -19,6 +19,7 @@ from tortoise.connection import get_connection
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.config import CONNECTION_NAME
+from datalayer.ids import uuid7
 from datalayer.managers.bulk import driver_value
 from datalayer.managers.pg_audit import jsonb_object, masked_value
 from datalayer.models.audit_log import AuditLog
@@ -72,7 +73,7 @@ async def update_in_one_statement(
     """Returns ``(version found, updated instance)``: ``(None, None)`` when no live row has ``key``;
     ``(v, None)`` when the version did not match or nothing changed."""
     names = tuple(sorted(values))
-    params: list[Any] = [key, timezone.now(), current_actor(), expected_version, uuid.uuid4(), str(key),
+    params: list[Any] = [key, timezone.now(), current_actor(), expected_version, uuid7(), str(key),
                          current_correlation_id()]
     params.extend(driver_value(model, name, values[name]) for name in names)
     rows: Sequence[dict] = await get_connection(CONNECTION_NAME).execute_query_dict(_statement(model, names), params)

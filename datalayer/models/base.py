@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from tortoise import fields
 from tortoise.models import Model
 
+from datalayer.ids import uuid7
 from datalayer.mixins import AuditMixin, SoftDeleteMixin, TimestampMixin
 from datalayer.schema import LiveUnique
 
@@ -15,7 +16,7 @@ from datalayer.schema import LiveUnique
 class DataModel(Model):
     """UUID primary key plus the declarations managers read. Subclass ``AuditedModel`` or ``RecordModel``."""
 
-    id = fields.UUIDField(primary_key=True)
+    id = fields.UUIDField(primary_key=True, default=uuid7)  # time-ordered: see datalayer/ids.py
 
     #: fields ``find_many(search=...)`` looks in (case-insensitive contains)
     searchable_fields: ClassVar[tuple[str, ...]] = ()
