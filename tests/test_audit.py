@@ -3,8 +3,13 @@ import json
 import uuid
 from decimal import Decimal
 
+from tortoise.connection import get_connection
+from tortoise.transactions import in_transaction
+
 from datalayer import AuditAction
+from datalayer.config import CONNECTION_NAME
 from datalayer.managers.auditing import creation_changes, creation_changes_json
+from datalayer.models.audit_log import AuditLog
 from tests.models import Article, Author
 
 
@@ -93,3 +98,26 @@ def test_bulk_copy_changes_text_equals_the_encoded_creation_changes():
     for row in rows:
         assert creation_changes_json(Author, row) == compact(creation_changes(Author, row))
     assert '"password_hash":[null,"***"]' in creation_changes_json(Author, rows[0])
+
+
+async def test_history_and_actor_lookups_are_served_by_the_audit_indexes(ctx):
+    """record_id has a hash index on PostgreSQL (a B-tree on SQLite) and actor_id a partial one: the two
+    lookups the audit managers make must use them, not read the whole audit table."""
+    article = await ctx.manager(Article).create({"title": "t"})
+    with ctx.acting_as(uuid.uuid4()):
+        await ctx.manager(Article).update(article.id, {"title": "u"})
+    history = AuditLog.filter(table_name="test_article", record_id=str(article.id)).order_by("-created_at")
+    by_actor = AuditLog.filter(actor_id=uuid.uuid4()).order_by("-created_at")
+    postgres = ctx.target.is_postgres
+    async with in_transaction(CONNECTION_NAME):
+        connection = get_connection(CONNECTION_NAME)
+        if postgres:
+            await connection.execute_script("SET LOCAL enable_seqscan = off")
+        plans = []
+        for query in (history, by_actor):
+            explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+            _, rows = await connection.execute_query(explain + query.sql(params_inline=True))
+            plans.append(" ".join(str(value) for row in rows for value in dict(row).values()))
+    assert "idx_audit_log_record__38a0f9" in plans[0], plans[0]
+    assert "idx_audit_log_actor_i_d98cf9" in plans[1], plans[1]
+    assert len(await ctx.audit_logs.history(Article, article.id)) == 2

@@ -7,6 +7,7 @@ from enum import Enum
 from tortoise import fields
 
 from datalayer.models.base import RecordModel
+from datalayer.schema import EqualityIndex, NotNullIndex
 
 
 class AuditAction(str, Enum):
@@ -29,4 +30,5 @@ class AuditLog(RecordModel):
 
     class Meta:
         table = "audit_log"
-        indexes = (("table_name", "record_id", "created_at"), ("actor_id", "created_at"))
+        # history(record) looks up record_id by equality; by_actor looks up actor_id (see datalayer.schema)
+        indexes = (EqualityIndex(fields=("record_id",)), NotNullIndex(fields=("actor_id", "created_at")))
