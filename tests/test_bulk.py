@@ -1,5 +1,6 @@
 """bulk_create in chunks: every chunk or none, and the same audit rows as single creates."""
 
+import gc
 import uuid
 
 import pytest
@@ -80,3 +81,18 @@ async def test_ids_given_by_the_caller_are_kept(ctx, chunked_articles):
     created = await chunked_articles.bulk_create([{"id": key, "title": "t"} for key in chosen])
     assert [a.id for a in created] == chosen
     assert {a.id for a in await Article.all()} == set(chosen)
+
+
+async def test_the_garbage_collector_is_back_as_it_was_after_success_and_failure(ctx, chunked_articles):
+    """bulk_create pauses cyclic GC while it runs (it only allocates what it keeps); it must never leave it off."""
+    await chunked_articles.bulk_create({"title": f"t{i}"} for i in range(400))
+    assert gc.isenabled()
+    with pytest.raises(ValidationError):
+        await chunked_articles.bulk_create([{"title": "ok"}, {"title": None}])
+    assert gc.isenabled()
+    gc.disable()  # an app that runs with the collector off keeps it off
+    try:
+        await chunked_articles.bulk_create([{"title": "ok"}])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
