@@ -122,6 +122,21 @@ async def test_each_caller_gets_its_own_copy_of_json_fields(near_ctx):
     assert (await near_ctx.cached_notes.get(created.id)).meta == {"tags": ["a"]}
 
 
+async def test_only_tracked_row_keys_are_kept_in_process(near_ctx):
+    """Redis reports changes only under the read-through prefix; any other key must keep its round trip."""
+    cache = near_ctx.cache
+    await cache.set("api:report", {"n": 1})
+    for _ in range(3):
+        assert await cache.get_or_set("api:report", _never_called, near=True) == {"n": 1}
+    assert near_entries(cache) == 0
+    await cache.set("api:report", {"n": 2})
+    assert await cache.get_or_set("api:report", _never_called, near=True) == {"n": 2}
+
+
+async def _never_called():
+    raise AssertionError("the value was cached; the loader must not run")
+
+
 async def test_near_cache_is_reported_in_stats(near_ctx):
     created = await near_ctx.cached_notes.create({"title": "first"})
     await warm(near_ctx, created.id)

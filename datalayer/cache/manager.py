@@ -144,12 +144,12 @@ class Cache:
     async def _lookup(self, full: str, *, count: bool = True, near_ttl: float | None = None) -> tuple[bool, Any]:
         """``(found, value)``. With ``near_ttl``, served from and kept in the near cache when it is live."""
         near, token = self.near if near_ttl is not None else None, None
-        if near is not None:
+        if near is not None and self.tracking is not None:
             value = near.get(full)
             if value is not MISS:
                 self.metrics.hits += count
                 return True, value
-            self.tracking.ensure_running()  # type: ignore[union-attr]
+            self.tracking.ensure_running()
             token = near.begin_fill(full)
         try:
             raw = await self._call(lambda: self.backend.get(full), None)
@@ -288,11 +288,14 @@ class Cache:
         once and the rest get its result. A loader's own exception reaches every caller waiting on it.
 
         With ``near``, a value read from Redis is also kept in this process and later reads of it cost no
-        round trip, for as long as Redis reports no change to the key (only keys under the tracked prefix,
-        the read-through rows, are reported; see ``tracking``). Each caller gets its own copy.
+        round trip, for as long as Redis reports no change to the key. Only keys under the tracked prefix
+        (the read-through rows, ``model:``) are reported, so ``near`` is ignored for any other key (see
+        ``tracking``). Each caller gets its own copy.
         """
         full = self.ns(key)
-        near_ttl = (self.default_ttl if ttl is None else ttl) if near else None
+        near_ttl = None
+        if near and self.tracking is not None and full.startswith(self.tracking.prefix):  # else never invalidated
+            near_ttl = self.default_ttl if ttl is None else ttl
         hit, value = await self._lookup(full, near_ttl=near_ttl)
         if hit:
             return value
