@@ -82,3 +82,14 @@ class Label(AuditedModel):
 
     class Meta:
         table = "test_label"
+
+
+class Visit(AuditedModel):
+    """Date-time fields Tortoise stamps on save (``auto_now`` / ``auto_now_add``) besides the timestamps."""
+
+    page = fields.CharField(max_length=100)
+    checked_at = fields.DatetimeField(auto_now=True)
+    opened_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "test_visit"

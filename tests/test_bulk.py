@@ -1,5 +1,6 @@
 """bulk_create in chunks: every chunk or none, and the same audit rows as single creates."""
 
+import datetime as dt
 import gc
 import uuid
 
@@ -7,7 +8,7 @@ import pytest
 
 from datalayer import ConflictError, ValidationError
 from datalayer.models.audit_log import AuditLog
-from tests.models import Article, Author
+from tests.models import Article, Author, Visit
 
 
 @pytest.fixture
@@ -96,3 +97,17 @@ async def test_the_garbage_collector_is_back_as_it_was_after_success_and_failure
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_auto_now_fields_are_stamped_as_a_single_create_stamps_them(ctx):
+    visits = ctx.manager(Visit)
+    opened = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    single = await visits.create({"page": "/one"})
+    created = await visits.bulk_create([{"page": "/a"}, {"page": "/b", "opened_at": opened}])
+    assert (await Visit.get(id=single.id)).checked_at >= before
+    for row in created:
+        stored = await Visit.get(id=row.id)
+        assert stored.checked_at >= before and stored.checked_at == row.checked_at
+    assert (await Visit.get(id=created[0].id)).opened_at >= before
+    assert (await Visit.get(id=created[1].id)).opened_at == opened  # auto_now_add keeps a given value

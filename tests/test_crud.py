@@ -1,11 +1,12 @@
 import datetime as dt
 import uuid
+from decimal import Decimal
 
 import pytest
 from pydantic import BaseModel
 
 from datalayer import NotFoundError, ValidationError
-from tests.models import Article, Author
+from tests.models import Article, Author, CachedNote
 
 
 async def test_create_accepts_a_dict_or_a_pydantic_model(ctx):
@@ -154,3 +155,25 @@ async def test_get_returns_exactly_what_tortoise_fetches_for_every_field_type(ct
     assert ours.status is TaskStatus.RUNNING and ours.results["nested"] == {"ok": True}
     await ours.fetch_related("parsed_request")  # a normal, saved instance: relations and saves work
     assert ours.parsed_request.id == request.id
+
+
+async def test_create_returns_the_row_as_stored(ctx):
+    """PostgreSQL creates in one statement from values completed in Python: what comes back must be what a
+    fetch returns (defaults, stamps, decimals at their scale, JSON, foreign keys)."""
+    author = await ctx.authors.create({"name": "Ann", "email": "ann@example.com"})
+    created = await ctx.cached_notes.create({"title": "n", "amount": Decimal("12.5"), "meta": {"tags": ["a"]},
+                                             "author_id": author.id})
+    fetched = await CachedNote.get(id=created.id)
+    for name in CachedNote._meta.fields_db_projection:
+        assert getattr(created, name) == getattr(fetched, name), name
+    assert str(created.amount) == str(fetched.amount) == "12.5000"
+    assert created.version == 1
+    [entry] = await ctx.audit_logs.history(CachedNote, created.id)
+    assert entry.changes["title"] == [None, "n"] and entry.changes["amount"] == [None, "12.5000"]
+
+
+async def test_bulk_created_rows_and_their_audit_show_decimals_as_stored(ctx):
+    [row] = await ctx.cached_notes.bulk_create([{"title": "n", "amount": Decimal("1.5")}])
+    assert str(row.amount) == str((await CachedNote.get(id=row.id)).amount) == "1.5000"
+    [entry] = await ctx.audit_logs.history(CachedNote, row.id)
+    assert entry.changes["amount"] == [None, "1.5000"]

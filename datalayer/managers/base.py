@@ -22,7 +22,7 @@ from tortoise.queryset import QuerySet
 from datalayer.actor import current_actor
 from datalayer.config import CONNECTION_NAME
 from datalayer.errors import ConcurrencyError, NotFoundError, ValidationError
-from datalayer.managers import auditing, pg_update, registry
+from datalayer.managers import auditing, pg_create, pg_update, registry
 from datalayer.managers.bulk import insert_created
 from datalayer.managers.by_key import fetch_by_key
 from datalayer.managers.filters import build_filters, check_sort, search_q
@@ -59,6 +59,7 @@ class ModelManager(Generic[ModelT]):
         self._versioned = "version" in self.model._meta.fields_map
         self._write_listeners: list[WriteListener] = []
         self._pg_update_ok = pg_update.supported(self.model)
+        self._pg_create_ok = pg_create.supported(self.model)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -215,16 +216,26 @@ class ModelManager(Generic[ModelT]):
             values.setdefault("updated_by", actor)
         return values
 
+    def _creation_stamps(self) -> dict[str, Any]:
+        now = timezone.now()
+        return {name: now for name in ("created_at", "updated_at") if name in self.model._meta.fields_map}
+
     async def create(self, data: Input) -> ModelT:
-        """Validate and insert one row, with its audit row, atomically."""
+        """Validate and insert one row, with its audit row, atomically (one statement on PostgreSQL)."""
         values = self._stamped(validate_input(self.model, data, "create"))
-        async with transaction():
-            with translated(self._label):
-                instance = await self.model.create(**values)
-                await auditing.write_audit(
-                    self.model, AuditAction.CREATE, instance.pk,
-                    auditing.creation_changes(self.model, auditing.row_of(self.model, instance)),
-                )
+        if self._pg_create_ok and get_connection(CONNECTION_NAME).capabilities.dialect == "postgres":
+            # inside a caller's transaction a failing statement would abort it: keep the savepoint there
+            async with transaction() if in_transaction_block() else nullcontext():
+                with translated(self._label):
+                    instance = await pg_create.create_in_one_statement(self.model, values, self._creation_stamps())
+        else:
+            async with transaction():
+                with translated(self._label):
+                    instance = await self.model.create(**values)
+                    await auditing.write_audit(
+                        self.model, AuditAction.CREATE, instance.pk,
+                        auditing.creation_changes(self.model, auditing.row_of(self.model, instance)),
+                    )
         await self._written([instance.pk])
         return instance
 
@@ -233,8 +244,7 @@ class ModelManager(Generic[ModelT]):
 
         A bad row raises ``ValidationError`` keyed ``rows[i].field`` and nothing is written.
         """
-        now = timezone.now()
-        stamps = {name: now for name in ("created_at", "updated_at") if name in self.model._meta.fields_map}
+        stamps = self._creation_stamps()
         async with transaction():
             with translated(self._label):
                 instances = await insert_created(

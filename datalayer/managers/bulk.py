@@ -23,6 +23,7 @@ from operator import itemgetter
 from typing import Any
 
 from tortoise import fields as tf
+from tortoise import timezone
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 
@@ -33,8 +34,9 @@ from datalayer.managers.validation import validate_many
 from datalayer.models.audit_log import AuditLog
 
 _SLICE = 250  # rows prepared between two yields to the event loop
-#: what one chunk writes: (table or model, columns, rows as value tuples in that order), in insertion order
-Tables = list[tuple[Any, tuple[str, ...], list[Any]]]
+#: what one chunk writes, in insertion order: (table or model, columns, rows as value tuples in that order);
+#: columns None: the rows are model instances (the ORM path)
+Tables = list[tuple[Any, tuple[str, ...] | None, list[Any]]]
 
 
 def _enum_value(value: Any) -> Any:
@@ -69,6 +71,11 @@ def _copy_plan(model: type) -> tuple[tuple[str, ...], Callable[[Mapping[str, Any
     return tuple(projection.values()), itemgetter(*projection), conversions
 
 
+def insert_columns(model: type) -> tuple[str, ...]:
+    """Every column of ``model``, in the order ``copy_records`` gives values."""
+    return _copy_plan(model)[0]
+
+
 def copy_records(model: type, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
     """Complete rows as the value sequences asyncpg's binary COPY takes, in ``_copy_plan`` column order."""
     _, values_of, conversions = _copy_plan(model)
@@ -97,8 +104,25 @@ def _defaults(model: type) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[]
     return constant, tuple(produced)
 
 
+@cache
+def _auto_stamped(model: type) -> tuple[tuple[str, bool, bool], ...]:
+    """(field, always, is a time of day) for each ``auto_now`` / ``auto_now_add`` date-time or time field."""
+    stamped = []
+    for name in model._meta.fields_db_projection:
+        field = model._meta.fields_map[name]
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            stamped.append((name, bool(field.auto_now), isinstance(field, tf.TimeField)))
+    return tuple(stamped)
+
+
 def complete_rows(model: type, rows: Sequence[Mapping[str, Any]], **shared: Any) -> list[dict[str, Any]]:
-    """Each row with every column filled: its own values, then ``shared`` ones, then the field defaults."""
+    """Each row with every column filled: its own values, then ``shared`` ones, then the field defaults.
+
+    ``auto_now`` fields are set to now and ``auto_now_add`` ones when empty, as Tortoise's ``save`` does,
+    unless ``shared`` gives them (``bulk_create`` stamps ``created_at``/``updated_at`` that way). Decimals
+    and JSON are normalised as ``Model(**values)`` would (``_python_converters``), so the audit log and the
+    returned rows show what is stored, and ``create`` stores what Tortoise's ``create`` stores.
+    """
     constant, produced = _defaults(model)
     base = {**constant, **shared}
     completed = [{**base, **row} for row in rows]
@@ -110,7 +134,26 @@ def complete_rows(model: type, rows: Sequence[Mapping[str, Any]], **shared: Any)
         values = batch_maker(len(missing)) if batch_maker else [make() for _ in missing]
         for full, value in zip(missing, values):
             full[name] = value
+    now = timezone.now()
+    for name, always, time_of_day in _auto_stamped(model):
+        if name in shared:
+            continue
+        stamp = now.time() if time_of_day else now  # what Tortoise stores for a TimeField
+        for full in completed:
+            if always or full[name] is None:
+                full[name] = stamp
+    for name, convert in _python_converters(model):
+        for full in completed:
+            full[name] = convert(full[name])
     return completed
+
+
+@cache
+def _python_converters(model: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Fields whose value ``Model(**values)`` normalises, as Tortoise's ``create`` would: decimals quantized
+    to the column's scale, JSON given as a ``str`` taken as JSON text and decoded."""
+    return tuple((name, field.to_python_value) for name, field in model._meta.fields_map.items()
+                 if isinstance(field, (tf.DecimalField, tf.JSONField)) and name in model._meta.fields_db_projection)
 
 
 def saved_instances(model: type, rows: Sequence[dict[str, Any]]) -> list[Any]:
@@ -141,29 +184,31 @@ async def _copy_tables(connection: BaseDBAsyncClient, tables: Tables) -> None:
                 await raw.copy_records_to_table(table, records=records, columns=list(columns))
 
 
-def _copy_batch(model: type, complete: list[dict[str, Any]]) -> Tables:
-    """PostgreSQL: the rows and their audit rows as COPY records (audit ``changes`` as compact JSON text)."""
+def _copy_batch(model: type, complete: list[dict[str, Any]]) -> tuple[Tables, list[Any]]:
+    """PostgreSQL: the rows and their audit rows as COPY records (audit ``changes`` as compact JSON text),
+    and the instances to return."""
     return [
-        (model._meta.db_table, _copy_plan(model)[0], copy_records(model, complete)),
+        (model._meta.db_table, insert_columns(model), copy_records(model, complete)),
         (AuditLog._meta.db_table, auditing.AUDIT_COLUMNS,
          auditing.creation_entries(model, complete, changes_of=auditing.creation_changes_json)),
-    ]
+    ], saved_instances(model, complete)
 
 
 async def _insert_tables(connection: BaseDBAsyncClient, tables: Tables) -> None:
     for model, columns, rows in tables:
         if rows:
-            instances = [model(**dict(zip(columns, row))) for row in rows]
+            instances = rows if columns is None else [model(**dict(zip(columns, row))) for row in rows]
             await model.bulk_create(instances, batch_size=len(rows), using_db=connection)
 
 
-def _orm_batch(model: type, complete: list[dict[str, Any]]) -> Tables:
-    """Other engines: the rows and their audit rows for Tortoise's ``bulk_create``."""
-    _, values_of, _ = _copy_plan(model)
+def _orm_batch(model: type, complete: list[dict[str, Any]]) -> tuple[Tables, list[Any]]:
+    """Other engines: the rows (as the very instances returned, so the ``auto_now`` values Tortoise stamps
+    while inserting are the ones the caller sees) and their audit rows, for Tortoise's ``bulk_create``."""
+    instances = saved_instances(model, complete)
     return [
-        (model, tuple(model._meta.fields_db_projection), [values_of(row) for row in complete]),
+        (model, None, instances),
         (AuditLog, auditing.AUDIT_COLUMNS, auditing.creation_entries(model, complete)),
-    ]
+    ], instances
 
 
 @contextmanager
@@ -210,13 +255,13 @@ async def insert_created(
                 for start in range(0, len(chunk), _SLICE):
                     validated = validate_many(model, chunk[start:start + _SLICE], first_index=first_index + start)
                     complete = complete_rows(model, validated, **shared)
-                    part = batch(model, complete)
+                    part, stored = batch(model, complete)
                     if tables:
                         for (_, _, records), (_, _, more) in zip(tables, part):
                             records.extend(more)
                     else:
                         tables = part
-                    instances.extend(saved_instances(model, complete))
+                    instances.extend(stored)
                     await asyncio.sleep(0)  # the previous chunk's write takes a step
                 first_index += len(chunk)
                 if pending is not None:

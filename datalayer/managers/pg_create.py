@@ -1,0 +1,55 @@
+"""PostgreSQL's one-statement create: the row and its audit row in a single round trip.
+
+The generic path needs BEGIN, INSERT, INSERT audit, COMMIT. Here the audit row's INSERT is a CTE of the
+row's INSERT: one statement, atomic by itself (a unique violation writes neither row). The row is completed
+in Python exactly as ``bulk_create`` completes rows (defaults, ``uuid7`` id, stamps), so both paths store
+the same thing, and the audit ``changes`` are the same JSON text the COPY path writes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from tortoise import timezone
+from tortoise.connection import get_connection
+
+from datalayer.actor import current_actor, current_correlation_id
+from datalayer.config import CONNECTION_NAME
+from datalayer.ids import uuid7
+from datalayer.managers import auditing
+from datalayer.managers.bulk import complete_rows, copy_records, insert_columns, saved_instances
+from datalayer.models.audit_log import AuditLog
+
+
+def supported(model: type) -> bool:
+    """Models whose key is made in Python (every datalayer model), not by the database."""
+    return model._meta.db_pk_column not in model._meta.generated_db_fields
+
+
+@cache
+def _statement(model: type) -> str:
+    table, columns = model._meta.db_table, insert_columns(model)
+    names = ", ".join(f'"{column}"' for column in columns)
+    values = ", ".join(f"${position}" for position in range(1, len(columns) + 1))
+    insert = f'INSERT INTO "{table}" ({names}) VALUES ({values})'
+    if not getattr(model, "audited", True):
+        return insert
+    n = len(columns)  # then: audit id, now, actor, record id text, changes, correlation id
+    audit_names = ", ".join(f'"{column}"' for column in auditing.AUDIT_COLUMNS)
+    return (
+        f'WITH aud AS (INSERT INTO "{AuditLog._meta.db_table}" ({audit_names}) '
+        f"VALUES (${n + 1}, ${n + 2}, ${n + 2}, ${n + 3}, 'create', '{table}', ${n + 4}, ${n + 5}::jsonb, ${n + 6})) "
+        + insert
+    )
+
+
+async def create_in_one_statement(model: type, values: dict[str, Any], stamps: dict[str, Any]) -> Any:
+    """Insert ``values`` (validated) completed with defaults and ``stamps``; the stored row as an instance."""
+    row = complete_rows(model, [values], **stamps)[0]
+    params: list[Any] = list(copy_records(model, [row])[0])
+    if getattr(model, "audited", True):
+        params += [uuid7(), timezone.now(), current_actor(), str(row[model._meta.pk_attr]),
+                   auditing.creation_changes_json(model, row), current_correlation_id()]
+    await get_connection(CONNECTION_NAME).execute_query(_statement(model), params)
+    return saved_instances(model, [row])[0]
