@@ -19,6 +19,7 @@ from tortoise.connection import get_connection
 
 from datalayer import Settings, close_context, get_context
 from datalayer.context import DataContext
+from tests.cache_support import PrivateRedis
 
 PG_ADMIN_URL = os.environ.get("DATALAYER_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b.strip() for b in os.environ.get("DATALAYER_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
@@ -114,3 +115,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("postgres_only") and "[sqlite]" in item.nodeid:
             item.add_marker(pytest.mark.skip(reason="PostgreSQL-only feature; runs in the [postgres] pass"))
+
+
+@pytest.fixture
+def private_redis():
+    """A throwaway redis-server of the test's own, to kill, pause and restart (stopped afterwards)."""
+    server = PrivateRedis()
+    server.start()
+    yield server
+    if server.process is not None:
+        server.resume()
+        server.kill()

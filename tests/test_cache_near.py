@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from datalayer.cache.near import MISS, NearCache
-from tests.cache_support import PrivateRedis, raw_redis, redis_cache, require_redis
+from tests.cache_support import raw_redis, redis_cache, require_redis
 from tests.models import CachedNote
 
 GUARD = 0.05
@@ -143,16 +143,6 @@ async def test_near_cache_is_reported_in_stats(near_ctx):
     await near_ctx.cached_notes.get(created.id)
     near = near_ctx.cache.stats()["near"]
     assert near == {"live": True, "entries": 1, "max_entries": 10_000, "hits": 1}
-
-
-@pytest.fixture
-def private_redis():
-    server = PrivateRedis()
-    server.start()
-    yield server
-    if server.process is not None:
-        server.resume()
-        server.kill()
 
 
 @pytest.fixture

@@ -11,21 +11,11 @@ from decimal import Decimal
 import pytest
 
 from datalayer.cache import CircuitBreaker
-from tests.cache_support import PrivateRedis, free_port, redis_cache
+from tests.cache_support import free_port, redis_cache
 
 TIMEOUT_S = 0.05
 BOUND_S = 0.5  # generous for a loaded 2-core machine: 10x the per-call timeout
 RESET_S = 0.3
-
-
-@pytest.fixture
-def private_redis():
-    server = PrivateRedis()
-    server.start()
-    yield server
-    if server.process is not None:
-        server.resume()
-        server.kill()
 
 
 @pytest.fixture
