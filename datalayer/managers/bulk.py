@@ -115,6 +115,14 @@ def _auto_stamped(model: type) -> tuple[tuple[str, bool, bool], ...]:
     return tuple(stamped)
 
 
+@cache
+def _python_converters(model: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Fields whose value ``Model(**values)`` normalises, as Tortoise's ``create`` would: decimals quantized
+    to the column's scale, JSON given as a ``str`` taken as JSON text and decoded."""
+    return tuple((name, field.to_python_value) for name, field in model._meta.fields_map.items()
+                 if isinstance(field, (tf.DecimalField, tf.JSONField)) and name in model._meta.fields_db_projection)
+
+
 def complete_rows(model: type, rows: Sequence[Mapping[str, Any]], **shared: Any) -> list[dict[str, Any]]:
     """Each row with every column filled: its own values, then ``shared`` ones, then the field defaults.
 
@@ -146,14 +154,6 @@ def complete_rows(model: type, rows: Sequence[Mapping[str, Any]], **shared: Any)
         for full in completed:
             full[name] = convert(full[name])
     return completed
-
-
-@cache
-def _python_converters(model: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    """Fields whose value ``Model(**values)`` normalises, as Tortoise's ``create`` would: decimals quantized
-    to the column's scale, JSON given as a ``str`` taken as JSON text and decoded."""
-    return tuple((name, field.to_python_value) for name, field in model._meta.fields_map.items()
-                 if isinstance(field, (tf.DecimalField, tf.JSONField)) and name in model._meta.fields_db_projection)
 
 
 def saved_instances(model: type, rows: Sequence[dict[str, Any]]) -> list[Any]:
