@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -223,11 +223,9 @@ class ModelManager(Generic[ModelT]):
     async def create(self, data: Input) -> ModelT:
         """Validate and insert one row, with its audit row, atomically (one statement on PostgreSQL)."""
         values = self._stamped(validate_input(self.model, data, "create"))
-        if self._pg_create_ok and get_connection(CONNECTION_NAME).capabilities.dialect == "postgres":
-            # inside a caller's transaction a failing statement would abort it: keep the savepoint there
-            async with transaction() if in_transaction_block() else nullcontext():
-                with translated(self._label):
-                    instance = await pg_create.create_in_one_statement(self.model, values, self._creation_stamps())
+        if self._pg_create_ok and _on_postgres():
+            async with self._one_statement():
+                instance = await pg_create.create_in_one_statement(self.model, values, self._creation_stamps())
         else:
             async with transaction():
                 with translated(self._label):
@@ -302,14 +300,19 @@ class ModelManager(Generic[ModelT]):
         return instance
 
     def _one_statement_updates(self) -> bool:
-        return self._pg_update_ok and get_connection(CONNECTION_NAME).capabilities.dialect == "postgres"
+        return self._pg_update_ok and _on_postgres()
+
+    @asynccontextmanager
+    async def _one_statement(self) -> AsyncIterator[None]:
+        """Around a write made in one statement: errors translated, and inside a caller's transaction a
+        savepoint, since a failing statement would otherwise abort the caller's whole transaction."""
+        async with transaction() if in_transaction_block() else nullcontext():
+            with translated(self._label):
+                yield
 
     async def _update_in_one_statement(self, key: Any, values: dict[str, Any], expected: int | None) -> ModelT:
-        # inside a caller's transaction a failing statement would abort it: keep the savepoint there
-        scope = transaction() if in_transaction_block() else nullcontext()
-        async with scope:
-            with translated(self._label):
-                found, instance = await pg_update.update_in_one_statement(self.model, key, values, expected)
+        async with self._one_statement():
+            found, instance = await pg_update.update_in_one_statement(self.model, key, values, expected)
         if found is None:
             raise NotFoundError(self._label, key)
         if instance is None:
@@ -387,3 +390,7 @@ class ModelManager(Generic[ModelT]):
                 data = {**dict(validate_input(self.model, defaults or {}, "update")), **lookup}
                 return await self.create(data), True
             return await self.update(found.pk, defaults or {}), False
+
+
+def _on_postgres() -> bool:
+    return get_connection(CONNECTION_NAME).capabilities.dialect == "postgres"
