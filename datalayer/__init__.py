@@ -22,60 +22,29 @@ from datalayer.errors import (
 from datalayer.health import CheckResult, HealthMonitor, HealthReport
 from datalayer.health.context_api import DataLayerStats
 
-# the domain schema: every seed system's models and their managers (ctx.users, ctx.tasks, ...)
-from datalayer.managers import (
-    ApiKeyManager,
-    AuditLogManager,
-    CharacterManager,
-    CharacterTemplateManager,
-    Chunk,
-    CodeFileManager,
-    ConfigurationManager,
-    MLModelManager,
-    ModelManager,
-    ModelUsageManager,
-    Page,
-    ProjectAnalysisManager,
-    SessionManager,
-    StoredModelManager,
-    SystemLogManager,
-    TaskManager,
-    UserManager,
-)
-from datalayer.managers.characters import QuotaExceededError
-from datalayer.mixins import AuditMixin, SoftDeleteManager, SoftDeleteMixin, TimestampMixin
-from datalayer.models import (
-    AnalysisFile,
+# the packs' models and managers (ctx.users, ctx.tasks, ...): one folder each, see datalayer.packs
+from datalayer.agent.managers import CodeFileManager, ConfigurationManager, ProjectAnalysisManager, TaskManager
+from datalayer.agent.models import CodeFile, Configuration, ParsedRequest, ProjectAnalysis, Task, TaskStatus
+from datalayer.analysis.managers import SystemLogManager
+from datalayer.analysis.models import AnalysisFile, DataAnalysis, LogLevel, SystemLog, ToolGeneration
+from datalayer.characters.managers import CharacterManager, CharacterTemplateManager, QuotaExceededError
+from datalayer.characters.models import Character, CharacterTemplate, GenerationStatus, StyleType
+from datalayer.core.managers import ApiKeyManager, AuditLogManager, SessionManager, UserManager
+from datalayer.core.models import (
     ApiKey,
     AuditAction,
-    AuditedModel,
     AuditLog,
-    Character,
-    CharacterTemplate,
-    CodeFile,
-    Configuration,
-    DataAnalysis,
-    DataModel,
-    EndpointConfig,
-    GenerationStatus,
-    LogLevel,
-    MLModel,
-    ModelUsage,
-    ParsedRequest,
-    ProjectAnalysis,
-    RecordModel,
     Role,
     Session,
     SessionStatus,
-    StoredModel,
-    StyleType,
     SubscriptionTier,
-    SystemLog,
-    Task,
-    TaskStatus,
-    ToolGeneration,
     User,
 )
+from datalayer.managers import Chunk, ModelManager, Page
+from datalayer.mixins import AuditMixin, SoftDeleteManager, SoftDeleteMixin, TimestampMixin
+from datalayer.ml.managers import MLModelManager, ModelUsageManager, StoredModelManager
+from datalayer.ml.models import EndpointConfig, MLModel, ModelUsage, StoredModel
+from datalayer.models import AuditedModel, DataModel, RecordModel
 from datalayer.monitoring import PoolStats, QueryStats, SlowQuery
 from datalayer.schema import LiveUnique
 from datalayer.security import (

@@ -2,8 +2,8 @@
 
 Memory stays flat whatever the table size: rows are read ``BATCH`` at a time ordered by primary key and
 written as they come; restore reads line by line and inserts in batches, all inside one transaction, so a
-failed restore leaves the database as it was. The header records the schema (last applied migration);
-restoring a file from a newer schema than the database is refused.
+failed restore leaves the database as it was. The header records the schema (each app's last applied
+migration); restoring a file from a newer schema than the database, in any app, is refused.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from datalayer.transactions import transaction
 from datalayer.translate import translated
 
 FORMAT = "datalayer-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: "schema" was the one history's last file; 2: {app label: its last file}
 BATCH = 500
 
 Progress = Callable[[str, int], None]  # (table, rows just done)
@@ -54,6 +54,26 @@ def schema_number(name: str | None) -> int:
     return int(name.split("_", 1)[0]) if name else -1
 
 
+def schema_of(applied: list[str]) -> dict[str, str]:
+    """``{app label: its last applied file}`` from ``label/file`` names in the order applied."""
+    schema: dict[str, str] = {}
+    for name in applied:
+        label, file = name.split("/", 1)
+        if schema_number(file) >= schema_number(schema.get(label)):
+            schema[label] = file
+    return schema
+
+
+def newer_parts(backup_schema: Any, database: dict[str, str]) -> list[str]:
+    """The apps whose migration in the backup is newer than the database's (``label file``)."""
+    if not isinstance(backup_schema, dict):  # format 1: datalayer's old single history, adopted since
+        from datalayer.legacy_history import FILES
+
+        return [] if backup_schema in (None, *FILES) else [str(backup_schema)]
+    return [f"{label} {file}" for label, file in backup_schema.items()
+            if schema_number(file) > schema_number(database.get(label))]
+
+
 async def _applied(settings: Any) -> list[str]:
     from datalayer.migrations import applied_migrations
 
@@ -61,14 +81,21 @@ async def _applied(settings: Any) -> list[str]:
 
 
 async def backup(path: Path, models: list[type[Model]], settings: Any, progress: Progress | None = None) -> dict[str, int]:
-    """Write every existing model table to ``path``; returns rows written per table."""
+    """Write every existing table of ``models`` (every loaded app's) to ``path``; returns rows per table.
+
+    Raises:
+        DataLayerError: none of the models' tables exists (an empty or wrong database): nothing is written.
+    """
     applied = await _applied(settings)
     present = await introspect.existing_tables()
     tables = [m for m in introspect.dependency_order(models) if m._meta.db_table in present]
+    if not tables:
+        raise DataLayerError("the database has none of the loaded models' tables; nothing to back up "
+                             "(wrong DATABASE_URL, or run `datalayer upgrade` first)")
     counts = {m._meta.db_table: await introspect.count_rows(m._meta.db_table) for m in tables}
     written: dict[str, int] = {}
     with path.open("w", encoding="utf-8") as out:
-        header = {"format": FORMAT, "format_version": FORMAT_VERSION, "schema": applied[-1] if applied else None,
+        header = {"format": FORMAT, "format_version": FORMAT_VERSION, "schema": schema_of(applied),
                   "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "tables": counts}
         out.write(json.dumps(header) + "\n")
         for model in tables:
@@ -149,11 +176,10 @@ async def restore(path: Path, models: list[type[Model]], settings: Any, *, repla
                   progress: Progress | None = None) -> dict[str, int]:
     """Load a backup in one transaction. Refuses a newer schema, and non-empty tables unless ``replace``."""
     header = read_header(path)
-    applied = await _applied(settings)
-    current = applied[-1] if applied else None
-    if schema_number(header.get("schema")) > schema_number(current):
-        raise DataLayerError(f"the backup is from a newer schema ({header.get('schema')}) than the database "
-                             f"({current or 'no migrations'}); run `datalayer upgrade` first")
+    newer = newer_parts(header.get("schema"), schema_of(await _applied(settings)))
+    if newer:
+        raise DataLayerError(f"the backup is from a newer schema ({', '.join(newer)}) than the database; "
+                             "run `datalayer upgrade` first")
     by_table = {m._meta.db_table: m for m in models}
     unknown = [t for t in header.get("tables", {}) if t not in by_table]
     if unknown:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
+from datalayer.project import Project, load_project
 from datalayer.settings import DatabaseTarget, Settings
 
-APP_LABEL = "models"
 CONNECTION_NAME = "default"
-CORE_MODEL_MODULES = ("datalayer.models",)
 
 
 def connection_config(settings: Settings, target: DatabaseTarget | None = None) -> dict[str, Any]:
@@ -50,18 +48,26 @@ def _monitoring_credentials(settings: Settings) -> dict[str, Any]:
 
 def tortoise_config(
     settings: Settings | None = None,
-    models: Sequence[str] = (),
+    project: Project | None = None,
     *,
     with_aerich: bool = False,
     target: DatabaseTarget | None = None,
 ) -> dict[str, Any]:
+    """The Tortoise config: one app per pack (``core``, ``agent``, ...) and one for the app's own models.
+
+    ``with_aerich`` lists ``aerich.models`` in ``core`` (the migration commands need aerich's table).
+    """
     settings = settings or Settings()
-    modules = [*CORE_MODEL_MODULES, *(m for m in models if m not in CORE_MODEL_MODULES)]
-    if with_aerich:
-        modules.append("aerich.models")
+    project = project or load_project()
+    apps: dict[str, dict[str, Any]] = {}
+    for pack in project.packs:
+        modules = [pack.models_module, *(["aerich.models"] if with_aerich and pack.label == "core" else [])]
+        apps[pack.label] = {"models": modules, "default_connection": CONNECTION_NAME}
+    if project.models:
+        apps[project.label] = {"models": list(project.models), "default_connection": CONNECTION_NAME}
     return {
         "connections": {CONNECTION_NAME: connection_config(settings, target)},
-        "apps": {APP_LABEL: {"models": modules, "default_connection": CONNECTION_NAME}},
+        "apps": apps,
         "use_tz": True,
         "timezone": "UTC",
     }
@@ -70,5 +76,7 @@ def tortoise_config(
 def __getattr__(name: str) -> Any:
     """``datalayer.config.TORTOISE_ORM`` is computed from the environment when aerich asks for it."""
     if name == "TORTOISE_ORM":
-        return tortoise_config(Settings(), with_aerich=True)
+        project = load_project()
+        project.importable()
+        return tortoise_config(Settings(), project, with_aerich=True)
     raise AttributeError(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +15,7 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext
 
 from datalayer.config import CONNECTION_NAME, tortoise_config
+from datalayer.project import Project
 from datalayer.errors import DatabaseUnavailableError
 from datalayer.schema import extra_schema_sql
 from datalayer.settings import Settings
@@ -87,7 +88,7 @@ async def _create_schema(tortoise: TortoiseContext) -> None:
 
 
 async def open_database(
-    settings: Settings, models: Sequence[str] = (), *, generate_schemas: bool = False
+    settings: Settings, project: Project, *, generate_schemas: bool = False
 ) -> TortoiseContext:
     """Initialise Tortoise (visible to tasks started before init) and prove the database answers.
 
@@ -96,7 +97,8 @@ async def open_database(
     """
     target = settings.target.describe()
     attempts = settings.db_retry_attempts
-    tortoise = await Tortoise.init(config=tortoise_config(settings, models), _enable_global_fallback=True)
+    project.importable()
+    tortoise = await Tortoise.init(config=tortoise_config(settings, project), _enable_global_fallback=True)
     timeout = settings.db_connection_timeout_ms / 1000 * 2
     for attempt in range(1, attempts + 1):
         try:

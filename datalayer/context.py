@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from datalayer.health.context_api import ObservabilityMixin
 from datalayer.managers import ModelManager
 from datalayer.managers.registry import default_manager_name, manager_class_for
 from datalayer.managers.registry import version as registry_version
+from datalayer.project import Project, load_project
 from datalayer.settings import DatabaseTarget, Settings
 from datalayer.transactions import on_commit, transaction, transactional
 
@@ -49,8 +51,9 @@ class DataContext(ObservabilityMixin):
     correlation = staticmethod(correlation)
     transactional = staticmethod(transactional)
 
-    def __init__(self, settings: Settings, tortoise: TortoiseContext) -> None:
+    def __init__(self, settings: Settings, tortoise: TortoiseContext, project: Project | None = None) -> None:
         self.settings = settings
+        self.project = project or load_project()
         self.tortoise = tortoise
         self.closed = False
         self.opened_at = time.monotonic()
@@ -123,38 +126,70 @@ _current: DataContext | None = None
 _opening: asyncio.Task[DataContext] | None = None
 
 
-async def _open(settings: Settings, models: Sequence[str], generate_schemas: bool, migrate: bool = False) -> DataContext:
+async def _open(settings: Settings, project: Project, generate_schemas: bool, migrate: bool) -> DataContext:
     if migrate:
         from datalayer.migrations import upgrade  # lazy: only apps that migrate at start load aerich
 
-        await upgrade(settings)
-    tortoise = await open_database(settings, models, generate_schemas=generate_schemas)
-    return DataContext(settings, tortoise)
+        await upgrade(settings, project)
+    tortoise = await open_database(settings, project, generate_schemas=generate_schemas)
+    for pack in project.packs:  # importing a pack's managers registers them (ctx.users, ctx.tasks, ...)
+        importlib.import_module(pack.managers_module)
+    return DataContext(settings, tortoise, project)
+
+
+def _conflicts(context: DataContext, settings: Settings | None, models: Sequence[str] | None,
+               apps: Sequence[str] | str | None) -> str | None:
+    """What the caller asked for explicitly that the open context does not have (``None``: nothing)."""
+    if settings is not None and settings is not context.settings and settings.model_dump() != context.settings.model_dump():
+        return f"other settings ({settings.target.describe()})"
+    if models is not None or apps is not None:
+        wanted = load_project(models, apps)
+        if models is not None and wanted.models != context.project.models:
+            return f"other models ({', '.join(wanted.models) or 'none'})"
+        if apps is not None and wanted.pack_labels != context.project.pack_labels:
+            return f"other packs ({', '.join(wanted.pack_labels)})"
+    return None
 
 
 async def get_context(
     *,
     settings: Settings | None = None,
-    models: Sequence[str] = (),
+    models: Sequence[str] | None = None,
+    apps: Sequence[str] | str | None = None,
     generate_schemas: bool = False,
     migrate: bool = False,
 ) -> DataContext:
     """The process's ``DataContext``, opened on first call; concurrent first callers share one init.
 
+    One context per process: asking again returns it, and asking with other settings, models or apps while
+    it is open raises ``ConfigurationError`` (``close_context()`` first). What is loaded comes from the app's
+    ``[tool.datalayer]`` (see ``datalayer.project``), the environment, then these arguments.
+
     Args:
         settings: defaults to ``Settings()`` (environment and ``.env``).
-        models: an app's own model modules, loaded beside datalayer's.
-        generate_schemas: create missing tables and indexes (tests, quick starts).
-        migrate: apply pending migrations from ``migrations/`` first (``datalayer.migrations.upgrade``).
+        models: the app's own model modules (its Tortoise app, label ``models`` unless configured);
+            default ``DATALAYER_MODELS`` or ``[tool.datalayer] models``.
+        apps: datalayer's packs to load (``["core", "ml"]``; ``core`` always); default every pack
+            (``DATALAYER_APPS``).
+        generate_schemas: create missing tables and indexes directly (tests, quick starts).
+        migrate: apply every loaded app's pending migrations first (``datalayer.migrations.upgrade``).
     Raises:
+        ConfigurationError: a context with other settings, models or apps is open; an unknown pack.
         DatabaseUnavailableError: the database did not answer after the configured retries.
     """
     global _current, _opening
     if _current is not None and not _current.closed:
+        conflict = _conflicts(_current, settings, models, apps)
+        if conflict:
+            raise ConfigurationError(
+                f"a context is already open on {_current.target.describe()}; this call asks for {conflict}. "
+                "One context per process: call close_context() first, or reuse the open one"
+            )
         return _current
+    project = load_project(models, apps)
     if _opening is None or _opening.get_loop() is not asyncio.get_running_loop():
         _opening = asyncio.get_running_loop().create_task(
-            _open(settings or Settings(), tuple(models), generate_schemas, migrate)
+            _open(settings or Settings(), project, generate_schemas, migrate)
         )
     opening = _opening
     try:

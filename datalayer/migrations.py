@@ -1,63 +1,102 @@
-"""The committed migration history (aerich): apply, roll back, list, and create new migrations.
+"""Applying, rolling back and listing the migration histories: one aerich history per Tortoise app.
 
-Each database operation runs in its own task with a fresh ``TortoiseContext`` and one aerich ``Command``
-(aerich keeps state in class attributes and a stale context breaks a second ``Command``), so it is safe to
-call beside an open ``DataContext``. Creating a migration runs aerich in child processes, never in-process.
+Each of datalayer's packs (``core``, ``agent``, ...) ships its history inside the package
+(``datalayer._migrations/<pack>/``, the repository's ``migrations/<pack>/``); the app's own models keep
+theirs in the app's project (``<migrations>/<label>/``, see ``datalayer.project``). ``upgrade`` applies the
+packs first (in dependency order), then the app's. aerich's ``aerich`` table records each app's files by label.
+
+Every database operation runs in its own task with a fresh ``TortoiseContext`` (aerich keeps state in class
+attributes and a stale context breaks a second ``Command``), so it is safe beside an open ``DataContext``.
+Creating migrations lives in ``datalayer.migration_writer``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from datalayer.config import APP_LABEL, CONNECTION_NAME, tortoise_config
+from datalayer.config import CONNECTION_NAME, tortoise_config
 from datalayer.connection import scrub
 from datalayer.errors import ConfigurationError, DatabaseUnavailableError, DataLayerError
-from datalayer.migration_writer import DIALECTS, load_module, merge, render, version_files
+from datalayer.migration_files import version_files
+from datalayer.packs import bundled_folder
+from datalayer.project import Project, load_project
 from datalayer.settings import Settings
 from datalayer.translate import translated
 
 log = logging.getLogger("datalayer.migrations")
 T = TypeVar("T")
 
-#: the folder aerich's ``location`` points at (``[tool.aerich] location`` in pyproject.toml)
-MIGRATIONS_DIR = Path(os.environ.get("DATALAYER_MIGRATIONS_DIR", Path(__file__).resolve().parents[1] / "migrations"))
+
+def bundled_migrations() -> Path:
+    """The folder holding the packs' histories (``migrations/<pack>/``)."""
+    return bundled_folder("migrations")
 
 
-def migration_folder(location: Path | None = None) -> Path:
-    return (location or MIGRATIONS_DIR) / APP_LABEL
+@dataclass(frozen=True)
+class History:
+    """One Tortoise app's migration history."""
+
+    label: str
+    location: Path
+    """aerich's ``location``: the files are in ``location / label``."""
+    bundled: bool
+    """A datalayer pack's history (shipped in the package; written only from datalayer's own repository)."""
+
+    @property
+    def folder(self) -> Path:
+        return self.location / self.label
+
+    def files(self) -> list[str]:
+        return [p.name for p in version_files(self.folder)]
 
 
-def history(location: Path | None = None) -> list[str]:
-    """Every migration file, oldest first (what exists on disk, applied or not)."""
-    folder = migration_folder(location)
-    return [p.name for p in version_files(folder)] if folder.exists() else []
+def histories(project: Project | None = None) -> list[History]:
+    """Every loaded app's history, in the order ``upgrade`` applies them: the packs, then the app's own."""
+    project = project or load_project()
+    packs = bundled_migrations()
+    found = [History(label, packs, True) for label in project.pack_labels]
+    if project.models:
+        found.append(History(project.label, project.migrations_dir, False))
+    return found
 
 
-async def _with_command(settings: Settings | None, action: Callable[[Any], Awaitable[T]]) -> T:
-    from aerich import Command
+def history_of(label: str, project: Project | None = None) -> History:
+    project = project or load_project()
+    for item in histories(project):
+        if item.label == label:
+            return item
+    raise ConfigurationError(f"no app {label!r} is loaded; loaded: {', '.join(project.labels())}")
+
+
+def history(project: Project | None = None) -> list[str]:
+    """Every migration file of every loaded app as ``label/file``, in upgrade order (applied or not)."""
+    return [f"{item.label}/{name}" for item in histories(project) for name in item.files()]
+
+
+async def _with_database(settings: Settings | None, project: Project | None,
+                         action: Callable[[dict[str, Any], Project], Awaitable[T]]) -> T:
+    """Run ``action(config, project)`` in a task of its own, with Tortoise initialised on ``settings``."""
+    from tortoise import Tortoise
     from tortoise.backends.base.executor import EXECUTOR_CACHE
     from tortoise.context import TortoiseContext
 
     settings = settings or Settings()
-    if not migration_folder().exists():
-        raise ConfigurationError(f"no migrations folder at {migration_folder()}; set DATALAYER_MIGRATIONS_DIR")
-    config = tortoise_config(settings, with_aerich=True)
+    project = project or load_project()
+    project.importable()
+    config = tortoise_config(settings, project, with_aerich=True)
 
     async def run() -> T:
         async with TortoiseContext():
-            async with Command(tortoise_config=config, app=APP_LABEL, location=str(MIGRATIONS_DIR)) as command:
-                return await action(command)
+            await Tortoise.init(config=config)
+            try:
+                return await action(config, project)
+            finally:
+                await Tortoise.close_connections()
 
     try:
         with translated("migration"):
@@ -70,47 +109,105 @@ async def _with_command(settings: Settings | None, action: Callable[[Any], Await
         EXECUTOR_CACHE.clear()  # cached SQL is keyed by connection name, not dialect
 
 
-async def upgrade(settings: Settings | None = None) -> list[str]:
-    """Apply every pending migration, each in its own transaction; returns the files applied."""
-    applied = await _with_command(settings, lambda command: command.upgrade(run_in_transaction=True))
+async def _command(config: dict[str, Any], item: History) -> Any:
+    from aerich import Command
+
+    command = Command(tortoise_config=config, app=item.label, location=str(item.location))
+    await command.init()
+    return command
+
+
+async def _read_applied(labels: list[str]) -> list[tuple[str, str]]:
+    """(app, file) rows of aerich's table for ``labels``, oldest first ([] when the table does not exist)."""
+    from tortoise import Tortoise
+
+    from datalayer.introspect import existing_tables
+
+    connection = Tortoise.get_connection(CONNECTION_NAME)
+    if "aerich" not in await existing_tables(connection):
+        return []
+    _, rows = await connection.execute_query("SELECT app, version FROM aerich ORDER BY id")
+    return [(row["app"], row["version"]) for row in rows if row["app"] in labels]
+
+
+async def upgrade(settings: Settings | None = None, project: Project | None = None) -> list[str]:
+    """Apply every pending migration of every loaded app (packs first), each file in its own transaction.
+
+    A database built by datalayer's earlier single history (app ``models``) is first brought to its last
+    file and adopted into the per-pack histories, keeping every row (``datalayer.legacy_history``).
+
+    Returns:
+        The files applied, as ``label/file``.
+    Raises:
+        DatabaseUnavailableError: the database did not answer. A file that fails is rolled back whole.
+    """
+    from datalayer.legacy_history import adopt
+
+    async def work(config: dict[str, Any], project: Project) -> list[str]:
+        applied = await adopt()
+        for item in histories(project):
+            if not item.files():
+                if not item.bundled:
+                    log.warning("app %r has models but no migrations in %s; run `datalayer migrate`",
+                                item.label, item.folder)
+                continue
+            command = await _command(config, item)
+            applied += [f"{item.label}/{name}" for name in await command.upgrade(run_in_transaction=True)]
+        return applied
+
+    applied = await _with_database(settings, project, work)
     if applied:
         log.info("migrations applied", extra={"migrations": applied})
     return applied
 
 
-async def downgrade(version: int = -1, settings: Settings | None = None) -> list[str]:
-    """Roll back the last migration (``version=-1``) or migration ``version`` and every one after it.
+async def downgrade(version: int = -1, settings: Settings | None = None, *, app: str | None = None,
+                    project: Project | None = None) -> list[str]:
+    """Roll back migrations of one app: its migration ``version`` and every later one of that app.
 
+    ``version=-1`` rolls back the last migration applied (of ``app``, or of any app when ``app`` is None).
+    A pack's migration is rolled back only after the later migrations of other apps (that may refer to
+    its tables) are; roll those back first.
+
+    Returns:
+        The files rolled back, as ``label/file``.
     Raises:
-        DataLayerError: the version is not applied, or it is the initial migration (which cannot be undone).
+        DataLayerError: nothing to roll back, the version is not applied, or it is an app's initial migration
+            (which cannot be undone: ``datalayer reset`` rebuilds the database).
+        ConfigurationError: ``app`` is not loaded, or a version was given without ``app`` on several apps.
     """
     from aerich.exceptions import DowngradeError
 
-    if version == 0:
-        raise DataLayerError("cannot downgrade the initial migration (0); `datalayer reset` rebuilds the database")
-    try:
-        rolled_back = await _with_command(settings, lambda command: command.downgrade(version, delete=False))
-    except DowngradeError as exc:
-        raise DataLayerError(f"cannot downgrade to {version}: {exc} (the initial migration cannot be undone)") from None
+    async def work(config: dict[str, Any], project: Project) -> list[str]:
+        loaded = [item.label for item in histories(project)]
+        label = app
+        if label is None:
+            if version != -1 and len(loaded) > 1:
+                raise ConfigurationError(f"name the app whose migration {version} to roll back: "
+                                         f"--app one of {', '.join(loaded)}")
+            rows = await _read_applied(loaded)
+            if not rows:
+                raise DataLayerError("no migration is applied; nothing to roll back")
+            label = rows[-1][0] if version == -1 else loaded[0]
+        item = history_of(label, project)
+        if version == 0:
+            raise DataLayerError(f"cannot downgrade the initial migration of {label} (0); "
+                                 "`datalayer reset` rebuilds the database")
+        command = await _command(config, item)
+        try:
+            done = await command.downgrade(version, delete=False)
+        except DowngradeError as exc:
+            raise DataLayerError(f"cannot downgrade {label} to {version}: {exc} "
+                                 "(an app's initial migration cannot be undone)") from None
+        return [f"{label}/{name}" for name in done]
+
+    rolled_back = await _with_database(settings, project, work)
     log.info("migrations rolled back", extra={"migrations": rolled_back})
     return rolled_back
 
 
-async def _read_applied() -> list[str]:
-    from tortoise import Tortoise
-
-    connection = Tortoise.get_connection(CONNECTION_NAME)
-    try:
-        _, rows = await connection.execute_query("SELECT version FROM aerich WHERE app = 'models' ORDER BY id")
-    except Exception as exc:  # noqa: BLE001 - a missing table means nothing is applied
-        if "aerich" in str(exc) and ("exist" in str(exc) or "no such table" in str(exc)):
-            return []
-        raise
-    return [row["version"] for row in rows]
-
-
-async def applied_migrations(settings: Settings | None = None) -> list[str]:
-    """The files recorded in the ``aerich`` table, oldest first ([] when the table does not exist).
+async def applied_migrations(settings: Settings | None = None, project: Project | None = None) -> list[str]:
+    """The files aerich's table records for the loaded apps, as ``label/file``, oldest first.
 
     Reuses the open ``DataContext``'s connection when it is on these settings (health checks call this often).
     """
@@ -118,87 +215,23 @@ async def applied_migrations(settings: Settings | None = None) -> list[str]:
 
     current = context._current
     if current is not None and not current.closed and (settings is None or settings is current.settings):
+        project = project or current.project
+        labels = [item.label for item in histories(project)]
         with translated("migration"):
-            return await _read_applied()
-    return await _with_command(settings, lambda _: _read_applied())
+            return [f"{label}/{name}" for label, name in await _read_applied(labels)]
+
+    async def work(config: dict[str, Any], project: Project) -> list[str]:
+        labels = [item.label for item in histories(project)]
+        return [f"{label}/{name}" for label, name in await _read_applied(labels)]
+
+    return await _with_database(settings, project, work)
 
 
-async def pending_migrations(settings: Settings | None = None) -> list[str]:
-    """Migration files not applied to the database yet, oldest first."""
-    done = set(await applied_migrations(settings))
-    return [name for name in history() if name not in done]
+async def pending_migrations(settings: Settings | None = None, project: Project | None = None) -> list[str]:
+    """Migration files of the loaded apps not applied yet, as ``label/file``, in upgrade order."""
+    from datalayer import context
 
-
-# -- creating migrations (development time) -------------------------------------------------------------
-
-
-#: what ``datalayer migrate`` writes for SQLite when aerich cannot (it fails loudly until replaced by hand)
-SQLITE_BY_HAND = 'SELECT * FROM "aerich cannot alter this column on SQLite: write this SQL by hand (see README)"'
-
-
-def _run_writer(dialect: str, location: Path, name: str) -> dict[str, Any]:
-    """Ask aerich (offline, in a child process) what changed, for one dialect."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DB_NAME")}
-    done = subprocess.run(
-        [sys.executable, "-m", "datalayer.migration_writer", dialect, str(location), name],
-        capture_output=True, text=True, env=env, cwd=str(Path(__file__).resolve().parents[1]),
-    )
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["aerich failed"])[-1]
-        hint = " (aerich cannot alter column types, defaults or NULL on SQLite; see README)" if dialect == "sqlite" else ""
-        raise DataLayerError(f"generating the {dialect} migration failed: {last}{hint}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _plan(name: str) -> tuple[str, str] | None:
-    """(file name, text) of the migration the models need now, or ``None`` when they match the history."""
-    previous_files = version_files(migration_folder())
-    previous = load_module(previous_files[-1]) if previous_files else None
-    number = int(previous_files[-1].stem.split("_", 1)[0]) + 1 if previous_files else 0
-    fallback = f"{number}_{datetime.now():%Y%m%d%H%M%S}_{name}.py"
-    with tempfile.TemporaryDirectory(prefix="datalayer-migrate-") as tmp:
-        results = {}
-        for dialect in DIALECTS:
-            location = Path(tmp, dialect)
-            if migration_folder().exists():
-                shutil.copytree(migration_folder(), location / APP_LABEL)
-            try:
-                results[dialect] = _run_writer(dialect, location, name)
-            except DataLayerError as exc:
-                if dialect != "sqlite" or "NotSupportError" not in str(exc):
-                    raise
-                log.warning("aerich cannot express this change on SQLite; the file's SQLite SQL must be written by hand")
-                results[dialect] = {**results["postgres"], "upgrade": SQLITE_BY_HAND, "downgrade": SQLITE_BY_HAND}
-    return merge(results, previous, fallback)
-
-
-def make_migration(name: str = "update", *, empty: bool = False) -> Path | None:
-    """Write the next migration file for the current models; ``None`` when nothing changed.
-
-    ``empty=True`` writes a file with no SQL, to fill in by hand (data migrations, SQLite table rebuilds).
-    """
-    if not name.replace("_", "").isalnum():
-        raise ConfigurationError(f"migration name {name!r} must be letters, digits and underscores")
-    folder = migration_folder()
-    folder.mkdir(parents=True, exist_ok=True)
-    if empty:
-        files = version_files(folder)
-        if not files:
-            raise ConfigurationError("the first migration cannot be empty; run `datalayer migrate` without --empty")
-        last = load_module(files[-1])
-        number = int(files[-1].stem.split("_", 1)[0]) + 1
-        planned = (f"{number}_{datetime.now():%Y%m%d%H%M%S}_{name}.py",
-                   render({}, {}, tuple(last.LIVE_UNIQUE_INDEXES), last.MODELS_STATE))
-    else:
-        planned = _plan(name)
-    if planned is None:
-        return None
-    path = folder / planned[0]
-    path.write_text(planned[1], encoding="utf-8")
-    return path
-
-
-def check_migrations() -> str | None:
-    """The drift check: the name of the migration the models would need, or ``None`` when in sync."""
-    planned = _plan("drift")
-    return planned[0] if planned else None
+    if project is None and context._current is not None and not context._current.closed:
+        project = context._current.project
+    done = set(await applied_migrations(settings, project))
+    return [name for name in history(project) if name not in done]

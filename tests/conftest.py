@@ -18,6 +18,7 @@ import pytest_asyncio
 from tortoise.connection import get_connection
 
 from datalayer import Settings, close_context, get_context
+from datalayer import context as context_module
 from datalayer.context import DataContext
 from tests.cache_support import PrivateRedis
 
@@ -103,10 +104,10 @@ async def _empty_tables(context: DataContext) -> None:
 @pytest_asyncio.fixture
 async def ctx(backend: Backend) -> DataContext:
     """The process context on this backend, with every table empty."""
+    current = context_module._current
+    if current is not None and (current.settings is not backend.settings or current.project.models != TEST_MODELS):
+        await close_context()  # a test left another backend's (or another app's) context open
     context = await get_context(settings=backend.settings, models=TEST_MODELS, generate_schemas=True)
-    if context.settings is not backend.settings:  # a test left another backend's context open
-        await close_context()
-        context = await get_context(settings=backend.settings, models=TEST_MODELS, generate_schemas=True)
     await _empty_tables(context)
     yield context
 
@@ -126,3 +127,14 @@ def private_redis():
     if server.process is not None:
         server.resume()
         server.kill()
+
+
+@pytest.fixture
+def app_folder(tmp_path) -> Path:
+    """A copy of ``examples/app`` (a user's app: its own models, migrations and seeds) outside the repository."""
+    import shutil
+
+    source = Path(__file__).resolve().parents[1] / "examples" / "app"
+    target = tmp_path / "notes_app"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*", "*.jsonl"))
+    return target

@@ -7,8 +7,8 @@ import pytest
 from tortoise.connection import get_connection
 
 from datalayer import ConflictError, NotFoundError, ValidationError
-from datalayer.managers.accounts import UserManager
-from datalayer.models.accounts import SubscriptionTier, User
+from datalayer.core.managers import UserManager
+from datalayer.core.accounts import SubscriptionTier, User
 
 
 async def make_user(ctx, email="alice@example.com", username="alice", password="password123", **extra):

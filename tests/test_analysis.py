@@ -6,8 +6,8 @@ import pytest
 from tortoise import timezone
 
 from datalayer import NotFoundError, ValidationError
-from datalayer.models.accounts import Session
-from datalayer.models.analysis import LogLevel, SystemLog
+from datalayer.core.accounts import Session
+from datalayer.analysis.models import LogLevel, SystemLog
 
 
 @pytest.fixture

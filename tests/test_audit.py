@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 from datalayer import AuditAction
 from datalayer.config import CONNECTION_NAME
 from datalayer.managers.auditing import creation_changes, creation_changes_json
-from datalayer.models.audit_log import AuditLog
+from datalayer.core.audit_log import AuditLog
 from tests.models import Article, Author
 
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from datalayer import ConflictError, ValidationError
-from datalayer.models.audit_log import AuditLog
+from datalayer.core.audit_log import AuditLog
 from tests.models import Article, Author, Visit
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from datalayer import ValidationError
 from datalayer.cache import MemoryBackend, build_cache, keys
-from datalayer.models import CacheEntry
+from datalayer.core.models import CacheEntry
 from tests.cache_support import REDIS_URL, memory_cache, namespace, raw_redis, redis_cache, require_redis
 from tests.conftest import make_settings
 

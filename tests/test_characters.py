@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from datalayer import ConflictError, NotFoundError, ValidationError
-from datalayer.managers.characters import LISTING_FIELDS, QuotaExceededError
-from datalayer.models.characters import GenerationStatus
+from datalayer.characters.managers import LISTING_FIELDS, QuotaExceededError
+from datalayer.characters.models import GenerationStatus
 
 
 async def make_user(ctx, name="fay", tier="free"):

@@ -15,18 +15,18 @@ import pytest
 import pytest_asyncio
 
 from datalayer import migrations
-from datalayer.migration_writer import load_module, render
+from datalayer.migration_files import load_module, render
 from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database
 from tests.private_postgres import PrivatePostgres
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(url: str, *args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "DATABASE_URL": url, "DATALAYER_ENV": "test", "BCRYPT_ROUNDS": "4",
                "DB_RETRY_ATTEMPTS": "1", "COLUMNS": "200", **env}
     return subprocess.run([sys.executable, "-m", "datalayer", *args], capture_output=True, text=True,
-                          env=environ, cwd=REPO, timeout=180)
+                          env=environ, cwd=cwd, timeout=180)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -72,7 +72,10 @@ async def test_upgrade_status_history_seed_as_a_user_runs_them(url):
     assert "Already up to date" in ok(cli(url, "upgrade"))
 
     history = ok(cli(url, "history"))
-    assert all(name in history for name in migrations.history()) and "pending" not in history
+    for name in migrations.history():
+        app, file = name.split("/")
+        assert any(app in line and file in line and "applied" in line for line in history.splitlines()), name
+    assert "pending" not in history
     first = ok(cli(url, "seed"))
     assert "created" in first
     second = ok(cli(url, "seed", "--verbose"))
@@ -108,13 +111,13 @@ async def test_restore_refuses_a_backup_from_a_newer_schema_and_changes_nothing(
     backup = tmp_path / "backup.jsonl"
     ok(cli(url, "backup", str(backup)))
     lines = backup.read_text().splitlines()
-    lines[0] = lines[0].replace('"schema": "', '"schema": "9')  # "91_..." is newer than anything applied
+    lines[0] = lines[0].replace('"core": "', '"core": "9')  # core "90_..." is newer than anything applied
     backup.write_text("\n".join(lines) + "\n")
     before = await all_rows(url)
 
     result = cli(url, "restore", "--replace", str(backup))
 
-    assert result.returncode == 1 and "newer schema" in result.stderr
+    assert result.returncode == 1 and "newer schema (core 90_" in result.stderr
     assert await all_rows(url) == before
 
 
@@ -146,21 +149,20 @@ async def test_production_guard_refuses_reset_and_clear(url):
     assert (await all_rows(url))["character_templates"] == []
 
 
-async def test_health_exit_codes_follow_the_database_state(url, tmp_path):
-    assert cli(url, "health").returncode == 2  # empty database: tables missing
-    ok(cli(url, "upgrade"))
-    assert cli(url, "health").returncode == 0
+async def test_health_exit_codes_follow_the_database_state(url, app_folder):
+    assert cli(url, "health", cwd=app_folder).returncode == 2  # empty database: tables missing
+    ok(cli(url, "upgrade", cwd=app_folder))
+    assert cli(url, "health", cwd=app_folder).returncode == 0
 
-    pending = tmp_path / "migrations"
-    (pending / "models").mkdir(parents=True)
-    for name in migrations.history():
-        (pending / "models" / name).write_text((migrations.migration_folder() / name).read_text())
-    last = load_module(migrations.migration_folder() / migrations.history()[-1])
-    next_number = len(migrations.history())
-    (pending / "models" / f"{next_number}_20990101000000_pending.py").write_text(
-        render({}, {}, tuple(last.LIVE_UNIQUE_INDEXES), last.MODELS_STATE))
-    degraded = cli(url, "health", "--json", DATALAYER_MIGRATIONS_DIR=str(pending))
-    assert degraded.returncode == 1 and "_pending.py" in degraded.stdout
+    history = app_folder / "migrations" / "models"
+    last = load_module(sorted(history.glob("[0-9]*.py"))[-1])
+    (history / "7_20990101000000_pending.py").write_text(render({}, {}, tuple(last.LIVE_UNIQUE_INDEXES), last.MODELS_STATE))
+    degraded = cli(url, "health", "--json", cwd=app_folder)
+    assert degraded.returncode == 1 and "models/7_20990101000000_pending.py" in degraded.stdout
+
+    await sql(url, 'DROP TABLE "notes_note"')  # a table of the app's own models
+    missing = cli(url, "health", "--json", cwd=app_folder)
+    assert missing.returncode == 2 and "notes_note" in missing.stdout
 
 
 def test_health_is_unhealthy_when_the_postgres_server_is_stopped():
@@ -253,10 +255,10 @@ def aerich(url: str, *args: str) -> str:
 
 
 async def test_plain_aerich_commands_work_from_the_repository_root(url):
-    files = sorted(p.name for p in (Path(REPO) / "migrations" / "models").glob("[0-9]*_*.py"))
-    assert "Success upgrading to " + files[-1] in aerich(url, "upgrade")
-    assert aerich(url, "history").split() == files
-    assert "No available heads" in aerich(url, "heads")
-    assert "Success downgrading to " + files[-1] in aerich(url, "downgrade", "--yes")
-    assert aerich(url, "heads").split() == [files[-1]]
-    assert "Success upgrading to " + files[-1] in aerich(url, "upgrade")
+    """aerich's own CLI, one app at a time (``--app``), on the packs' histories in ``migrations/<pack>/``."""
+    for app in ("core", "ml"):
+        files = sorted(p.name for p in (REPO / "migrations" / app).glob("[0-9]*_*.py"))
+        assert "Success upgrading to " + files[-1] in aerich(url, "--app", app, "upgrade")
+        assert aerich(url, "--app", app, "history").split() == files
+        assert "No available heads" in aerich(url, "--app", app, "heads")
+    assert "Success upgrading to" in aerich(url, "--app", "characters", "upgrade")

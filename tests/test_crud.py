@@ -139,7 +139,7 @@ async def test_the_context_exposes_managers_by_plural_name(ctx):
 async def test_get_returns_exactly_what_tortoise_fetches_for_every_field_type(ctx):
     import datetime as dt
 
-    from datalayer.models.agent import ParsedRequest, Task, TaskStatus
+    from datalayer.agent.models import ParsedRequest, Task, TaskStatus
 
     request = await ctx.manager(ParsedRequest).create({"raw_input": "build it", "intent": "feature"})
     task = await ctx.tasks.create({

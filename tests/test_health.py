@@ -76,7 +76,8 @@ async def test_pending_migration_degrades_the_report_with_its_name(ctx):
     )
     try:
         for name in files[:-1]:
-            await connection.execute_query("INSERT INTO aerich (version, app) VALUES ('%s', 'models')" % name)
+            app, version = name.split("/")
+            await connection.execute_query(f"INSERT INTO aerich (version, app) VALUES ('{version}', '{app}')")
         report = await ctx.health()
     finally:
         await connection.execute_script("DROP TABLE aerich")

@@ -1,5 +1,6 @@
-"""The committed migration history: empty databases reach the current schema, downgrades round-trip, and
-a model change without a migration is caught (the CI drift check)."""
+"""The packs' committed migration histories: empty databases reach the current schema, packs load alone,
+the initial migrations refuse to downgrade, and a model change without a migration is caught (the CI drift
+check). An app's own history (with foreign keys into the packs) is in ``test_app_migrations.py``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from tortoise.context import TortoiseContext
 from datalayer import migrations
 from datalayer.config import tortoise_config
 from datalayer.errors import DataLayerError
-from datalayer.migration_writer import load_module
+from datalayer.migration_files import load_module
+from datalayer.migration_writer import check_migrations, make_migration
+from datalayer.project import load_project
 from tests.conftest import create_pg_database, drop_pg_database, make_settings
 
 FILES = migrations.history()
-LAST_NUMBER = int(FILES[-1].split("_", 1)[0])
+PACK_ORDER = ["core", "agent", "analysis", "ml", "characters"]
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ async def model_tables() -> tuple[set[str], set[str]]:
     from datalayer.schema import live_unique_sql
 
     async with TortoiseContext() as context:
-        await context.init(config=tortoise_config(make_settings("sqlite://:memory:")))
+        await context.init(config=tortoise_config(make_settings("sqlite://:memory:"), load_project(models=())))
         models = list(context.apps.get_models_iterable())
         tables = {m._meta.db_table for m in models}
         indexes = {s.split('"')[1] for m in models for s in live_unique_sql(m)}
@@ -56,6 +59,7 @@ async def model_tables() -> tuple[set[str], set[str]]:
 async def test_one_upgrade_takes_an_empty_database_to_the_current_schema(empty_db):
     settings = make_settings(empty_db)
     assert await migrations.pending_migrations(settings) == FILES
+    assert [name.split("/")[0] for name in FILES] == PACK_ORDER, "one initial migration per pack, core first"
 
     applied = await migrations.upgrade(settings)
 
@@ -72,7 +76,7 @@ async def test_migrated_schema_has_the_same_columns_and_indexes_as_the_models_on
     try:
         await migrations.upgrade(make_settings(migrated))
         async with TortoiseContext() as context:
-            await context.init(config=tortoise_config(make_settings(generated)))
+            await context.init(config=tortoise_config(make_settings(generated), load_project(models=())))
             await context.generate_schemas()
         columns_sql = ("SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
                        "WHERE table_schema = 'public' AND table_name <> 'aerich' ORDER BY 1, 2")
@@ -110,105 +114,101 @@ async def _execute(url: str, sql: str) -> list[tuple]:
         return rows
 
 
-async def test_downgrade_then_upgrade_round_trips_and_keeps_the_core_data(empty_db):
+async def test_an_app_loading_one_pack_gets_core_and_that_pack_then_more_later(empty_db):
     settings = make_settings(empty_db)
-    await migrations.upgrade(settings)
-    await _execute(empty_db, "INSERT INTO audit_log (id, created_at, updated_at, action, table_name, record_id, changes) "
-                             "VALUES ('3f1c2c56-4a8e-4c0e-9a53-5a1d1e1b7a01', '2026-01-01 00:00:00+00:00', "
-                             "'2026-01-01 00:00:00+00:00', 'create', 'users', 'x', '{}')")
+    ml_only = load_project(models=(), apps=["ml"])
 
-    rolled_back = await migrations.downgrade(1, settings)
+    applied = await migrations.upgrade(settings, ml_only)
 
-    assert rolled_back == FILES[1:][::-1]
-    tables, indexes = await tables_and_indexes(empty_db)
-    assert "users" not in tables and "ux_users_email_live" not in indexes
-    assert await migrations.pending_migrations(settings) == FILES[1:]
-    assert await migrations.upgrade(settings) == FILES[1:]
-    tables, indexes = await tables_and_indexes(empty_db)
-    assert {"users", "audit_log"} <= tables and "ux_users_email_live" in indexes
-    assert await _execute(empty_db, "SELECT record_id FROM audit_log") == [("x",)]
+    assert [name.split("/")[0] for name in applied] == ["core", "ml"]
+    tables, _ = await tables_and_indexes(empty_db)
+    assert {"users", "ml_models", "model_usage"} <= tables and not {"tasks", "characters"} & tables
+    everything = load_project(models=())
+    assert await migrations.pending_migrations(settings, everything) == [f for f in FILES if f.split("/")[0] not in ("core", "ml")]
+    assert [n.split("/")[0] for n in await migrations.upgrade(settings, everything)] == ["agent", "analysis", "characters"]
+    assert {"tasks", "characters"} <= (await tables_and_indexes(empty_db))[0]
 
 
-async def test_the_initial_migration_refuses_to_downgrade_and_changes_nothing(empty_db):
+async def test_the_initial_migrations_refuse_to_downgrade_and_change_nothing(empty_db):
     settings = make_settings(empty_db)
     await migrations.upgrade(settings)
     with pytest.raises(DataLayerError, match="initial migration"):
-        await migrations.downgrade(0, settings)
+        await migrations.downgrade(0, settings, app="core")
+    with pytest.raises(DataLayerError, match="initial migration"):
+        await migrations.downgrade(-1, settings)  # the last applied: characters' initial migration
     assert await migrations.pending_migrations(settings) == []
+    assert "users" in (await tables_and_indexes(empty_db))[0]
 
 
-def test_committed_history_matches_the_models():
-    assert migrations.check_migrations() is None, "a model changed without a migration: run `datalayer migrate`"
+async def test_downgrade_of_an_app_that_is_not_loaded_names_the_loaded_ones(empty_db):
+    with pytest.raises(DataLayerError, match="loaded: core, ml"):
+        await migrations.downgrade(1, make_settings(empty_db), app="agent", project=load_project(models=(), apps="ml"))
 
 
-def test_drift_check_catches_models_missing_from_the_history(tmp_path, monkeypatch):
-    (tmp_path / "models").mkdir()
-    shutil.copy(migrations.migration_folder() / FILES[0], tmp_path / "models" / FILES[0])
-    monkeypatch.setattr(migrations, "MIGRATIONS_DIR", tmp_path)
-
-    assert migrations.check_migrations() is not None
+def test_committed_histories_match_the_models():
+    assert check_migrations(load_project(models=())) == [], "a model changed without a migration: run `datalayer migrate --app <pack>`"
 
 
-def test_drift_check_catches_a_changed_live_unique_rule(tmp_path, monkeypatch):
-    shutil.copytree(migrations.migration_folder(), tmp_path / "models")
-    last = tmp_path / "models" / FILES[-1]
-    module = load_module(last)
-    dropped = module.LIVE_UNIQUE_INDEXES[0]
-    last.write_text(last.read_text().replace(f"    {json.dumps(dropped)},\n", ""))
-    monkeypatch.setattr(migrations, "MIGRATIONS_DIR", tmp_path)
-
-    assert migrations.check_migrations() is not None
+@pytest.fixture
+def pack_histories(tmp_path, monkeypatch) -> Path:
+    """A writable copy of the packs' histories, used in place of the shipped ones."""
+    shutil.copytree(migrations.bundled_migrations(), tmp_path / "packs", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrations, "bundled_migrations", lambda: tmp_path / "packs")
+    return tmp_path / "packs"
 
 
-async def test_make_migration_writes_a_file_both_backends_can_apply(tmp_path, monkeypatch):
-    (tmp_path / "models").mkdir()
-    shutil.copy(migrations.migration_folder() / FILES[0], tmp_path / "models" / FILES[0])
-    monkeypatch.setattr(migrations, "MIGRATIONS_DIR", tmp_path)
+def test_drift_check_catches_a_changed_live_unique_rule(pack_histories):
+    first = next((pack_histories / "core").glob("0_*.py"))
+    dropped = load_module(first).LIVE_UNIQUE_INDEXES[0]
+    first.write_text(first.read_text().replace(f"    {json.dumps(dropped)},\n", ""))
 
-    path = migrations.make_migration("everything_else")
+    assert check_migrations(load_project(models=())) == ["core"]
 
-    assert path is not None and path.name.startswith("1_") and path.name.endswith("_everything_else.py")
+
+async def test_a_pack_migration_is_written_for_both_backends(pack_histories, tmp_path):
+    first = next((pack_histories / "ml").glob("0_*.py"))
+    dropped = load_module(first).LIVE_UNIQUE_INDEXES[0]
+    first.write_text(first.read_text().replace(f"    {json.dumps(dropped)},\n", ""))
+
+    path = make_migration("restore_unique", app="ml", project=load_project(models=()))
+
+    assert path is not None and path.parent == pack_histories / "ml" and path.name.startswith("1_")
     module = load_module(path)
-    assert set(module.UPGRADE) == {"postgres", "sqlite"} and all(module.DOWNGRADE.values())
-    assert migrations.make_migration("again") is None, "nothing left to record"
-    url = f"sqlite://{tmp_path / 'fresh.sqlite3'}"
-    assert await migrations.upgrade(make_settings(url)) == [FILES[0], path.name]
-    assert (await model_tables())[0] <= (await tables_and_indexes(url))[0]
+    assert all(dropped in module.UPGRADE[d] for d in ("postgres", "sqlite")) and all(module.DOWNGRADE.values())
+    assert make_migration("again", app="ml", project=load_project(models=())) is None, "nothing left to record"
 
 
-def test_history_files_are_numbered_without_gaps():
-    assert [int(name.split("_", 1)[0]) for name in FILES] == list(range(LAST_NUMBER + 1))
-    assert Path(migrations.migration_folder(), FILES[0]).exists()
-
-
-def _history_with_nullable_first_name(tmp_path) -> Path:
-    """A copy of the history whose recorded state says ``users.first_name`` was NOT NULL (the models say NULL)."""
+def _history_with_nullable_first_name(packs: Path) -> None:
+    """Make core's recorded state say ``users.first_name`` was NOT NULL (the models say NULL)."""
     import re
 
     from aerich.utils import decompress_dict, get_formatted_compressed_data
 
-    shutil.copytree(migrations.migration_folder(), tmp_path / "models")
-    last = tmp_path / "models" / FILES[-1]
+    last = next((packs / "core").glob("0_*.py"))
     state = decompress_dict(load_module(last).MODELS_STATE)
-    for field in state["models.User"]["data_fields"]:
+    for field in state["core.User"]["data_fields"]:
         if field["name"] == "first_name":
             field["nullable"] = False
     compressed = "".join(re.findall(r'"([^"]*)"', get_formatted_compressed_data(state)))
     text = last.read_text()
     last.write_text(text[: text.index("MODELS_STATE = ")] + f"MODELS_STATE = {compressed!r}\n")
-    return tmp_path
 
 
-async def test_a_change_aerich_cannot_make_on_sqlite_gets_sql_that_fails_loudly(tmp_path, monkeypatch):
-    monkeypatch.setattr(migrations, "MIGRATIONS_DIR", _history_with_nullable_first_name(tmp_path))
+async def test_a_change_aerich_cannot_make_on_sqlite_gets_sql_that_fails_loudly(pack_histories, tmp_path):
+    _history_with_nullable_first_name(pack_histories)
 
-    path = migrations.make_migration("nullable_first_name")
+    path = make_migration("nullable_first_name", app="core", project=load_project(models=()))
 
     module = load_module(path)
     assert 'ALTER COLUMN "first_name" DROP NOT NULL' in module.UPGRADE["postgres"]
     assert "write this SQL by hand" in module.UPGRADE["sqlite"]
     with pytest.raises(DataLayerError, match="write this SQL by hand"):
-        await migrations.upgrade(make_settings(f"sqlite://{tmp_path / 'db.sqlite3'}"))
+        await migrations.upgrade(make_settings(f"sqlite://{tmp_path / 'db.sqlite3'}"), load_project(models=()))
+
+
+def test_migrate_without_app_models_says_how_to_configure_them():
+    with pytest.raises(DataLayerError, match="DATALAYER_MODELS"):
+        make_migration("x", project=load_project(models=()))
 
 
 async def test_get_context_with_migrate_applies_pending_migrations_first(empty_db):
@@ -217,7 +217,7 @@ async def test_get_context_with_migrate_applies_pending_migrations_first(empty_d
     settings = make_settings(empty_db)
     await close_context()  # the process context may be open on the shared test database
     try:
-        context = await get_context(settings=settings, migrate=True)
+        context = await get_context(settings=settings, models=(), migrate=True)
         assert await migrations.pending_migrations(settings) == []
         user = await context.users.create_user("m@example.com", "a-long-password", username="migrated")
         assert (await context.users.get(user.id)).username == "migrated"

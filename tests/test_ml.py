@@ -9,7 +9,7 @@ from tortoise import timezone
 from tortoise.connection import get_connection
 
 from datalayer import ConfigurationError, ConflictError, ValidationError
-from datalayer.managers.ml import StoredModelManager
+from datalayer.ml.managers import StoredModelManager
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from datalayer import introspect
-from datalayer.models import Character, CharacterTemplate, TaskStatus, User
+from datalayer import Character, CharacterTemplate, TaskStatus, User
 from datalayer.security.passwords import is_bcrypt_hash
 from datalayer.errors import ConfigurationError
 from datalayer.seeding import SEED_ACTOR, SEEDS_DIR, SeedError, clear, load_seed_set, seed
@@ -108,7 +108,7 @@ async def test_clear_leaves_a_row_a_user_created_with_a_seed_key(ctx):
 
 async def test_a_seed_failing_half_way_leaves_nothing(ctx, tmp_path):
     broken = tmp_path / "broken.json"
-    broken.write_text(json.dumps({"include": [str(SEEDS_DIR / "reference" / "character_templates.json")],
+    broken.write_text(json.dumps({"include": [str(SEEDS_DIR / "characters" / "reference" / "character_templates.json")],
                                   "records": [
         {"model": "User", "key": ["email"], "rows": [{"email": "c@x.example", "username": "carol", "password": "carol-password"}]},
         {"model": "Character", "key": ["user", "name"],

@@ -7,7 +7,7 @@ from tortoise import timezone
 from tortoise.connection import get_connection
 
 from datalayer import ValidationError
-from datalayer.models.accounts import SessionStatus
+from datalayer.core.accounts import SessionStatus
 
 
 @pytest.fixture

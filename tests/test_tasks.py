@@ -8,7 +8,7 @@ import pytest
 from tortoise import timezone
 
 from datalayer import ConflictError, NotFoundError, ValidationError
-from datalayer.models.agent import ProjectAnalysis, TaskStatus
+from datalayer.agent.models import ProjectAnalysis, TaskStatus
 
 
 @pytest.fixture

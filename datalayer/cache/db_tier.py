@@ -13,7 +13,7 @@ from tortoise import timezone
 from tortoise.exceptions import IntegrityError
 
 from datalayer.cache.serialization import from_jsonable, to_jsonable
-from datalayer.models.cache_entry import CacheEntry
+from datalayer.core.cache_entry import CacheEntry
 from datalayer.translate import translated
 
 

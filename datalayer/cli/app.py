@@ -7,16 +7,18 @@ URL, database down, unknown environment) into one line on stderr and a non-zero 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Optional, TypeVar
 
 import typer
-from pydantic import ValidationError as SettingsError
 from rich.console import Console
 
 from datalayer.errors import DataLayerError
+from datalayer.project import Project, load_project
 from datalayer.settings import Settings
 
 T = TypeVar("T")
@@ -33,6 +35,60 @@ errors = Console(stderr=True)
 
 EXIT_USAGE = 2
 
+MODELS_HELP = "the app's model modules, comma-separated (default: DATALAYER_MODELS, else tool.datalayer.models in pyproject.toml)"
+APPS_HELP = "datalayer's packs to load, comma-separated, core always (default: DATALAYER_APPS, else all)"
+_selection: dict[str, str | None] = {"models": None, "apps": None}
+
+
+@app.callback()
+def _everywhere(
+    models: Optional[str] = typer.Option(None, "--models", help=MODELS_HELP),  # noqa: UP007 - typer needs Optional
+    apps: Optional[str] = typer.Option(None, "--apps", help=APPS_HELP),  # noqa: UP007
+) -> None:
+    """Migrations, seeding, backups and health of the datalayer database (DATABASE_URL or DB_*)."""
+    _selection.update(models=models, apps=apps)
+
+
+def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@app.command(name)`` that also takes ``--models`` and ``--apps`` (after the command's name)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, models: str | None = None, apps: str | None = None, **kwargs: Any) -> Any:
+            if models is not None:
+                _selection["models"] = models
+            if apps is not None:
+                _selection["apps"] = apps
+            return func(*args, **kwargs)
+
+        signature = inspect.signature(func)
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],  # noqa: UP007
+                                   default=typer.Option(None, f"--{name}", help=text))
+                 for name, text in (("models", MODELS_HELP), ("apps", APPS_HELP))]
+        wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**func.__annotations__, "models": Optional[str], "apps": Optional[str]}  # noqa: UP007
+        return app.command(name)(wrapper)
+
+    return decorate
+
+
+def current_project() -> Project:
+    """What this command loads: ``--models``/``--apps``, else the environment and ``[tool.datalayer]``."""
+    try:
+        project = load_project(_selection["models"], _selection["apps"])
+    except DataLayerError as exc:
+        raise fail(str(exc)) from None
+    project.importable()
+    return project
+
+
+async def open_context(settings: Settings, project: Project | None = None) -> Any:
+    """The context with every app this command loads (``DataContext``)."""
+    from datalayer.context import get_context
+
+    project = project or current_project()
+    return await get_context(settings=settings, models=project.models, apps=project.pack_labels)
+
 
 class Abort(Exception):
     """A user-facing failure: ``message`` is printed alone, then the process exits with ``code``."""
@@ -48,16 +104,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment; a bad value becomes one readable line (never a traceback)."""
+    """Settings from the environment; a bad value becomes one readable line (never a traceback).
+
+    ``Settings`` raises ``ConfigurationError`` (a ``DataLayerError``) naming the variable and the expected form.
+    """
+    from rich.markup import escape  # the message quotes user values; "[x]" must not be read as markup
+
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        settings.target  # parse DATABASE_URL now, so a bad URL fails before anything runs
+        _ = settings.target  # parse DATABASE_URL now, so a bad URL (or production without one) fails first
         return settings
-    except SettingsError as exc:
-        first = exc.errors()[0]
-        raise fail(f"{first['msg'].removeprefix('Value error, ')}") from None
     except DataLayerError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(" ".join(str(exc).split()))) from None
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -8,9 +8,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from datalayer import backup as backups
-from datalayer.cli.app import app, console, guard_production, load_settings, run
+from datalayer.cli.app import command, current_project, open_context, console, guard_production, load_settings, run
 from datalayer.cache.read_through import forget_cached_rows
-from datalayer.context import get_context
 from datalayer.settings import Settings
 
 
@@ -19,13 +18,13 @@ def _progress() -> Progress:
                     console=console, transient=False)
 
 
-@app.command("backup")
+@command("backup")
 def backup_command(file: Path = typer.Argument(..., help="where to write the backup (JSON lines)")) -> None:
     """Write every table to FILE, streamed in primary-key order (memory stays flat)."""
     settings = load_settings()
 
     async def work() -> dict[str, int]:
-        context = await get_context(settings=settings)
+        context = await open_context(settings)
         with _progress() as bar:
             task = bar.add_task("backing up", total=None)
             return await backups.backup(file, context.models, settings,
@@ -35,7 +34,7 @@ def backup_command(file: Path = typer.Argument(..., help="where to write the bac
     console.print(f"wrote {sum(written.values())} rows from {len(written)} tables to {file}")
 
 
-@app.command("restore")
+@command("restore")
 def restore_command(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="a file written by `datalayer backup`"),
     replace: bool = typer.Option(False, "--replace", help="empty the tables in the backup before loading"),
@@ -49,7 +48,7 @@ def restore_command(
     total = sum(header.get("tables", {}).values())
 
     async def work(settings: Settings = settings) -> dict[str, int]:
-        context = await get_context(settings=settings)
+        context = await open_context(settings)
         with _progress() as bar:
             task = bar.add_task("restoring", total=total)
             restored = await backups.restore(file, context.models, settings, replace=replace,
@@ -58,8 +57,9 @@ def restore_command(
         return restored
 
     restored = run(work())
-    console.print(f"restored {sum(restored.values())} rows into {len(restored)} tables from schema "
-                  f"{header.get('schema')}")
+    schema = header.get("schema")
+    shown = ", ".join(f"{app} {file}" for app, file in schema.items()) if isinstance(schema, dict) else schema
+    console.print(f"restored {sum(restored.values())} rows into {len(restored)} tables from schema {shown}")
 
 
 async def _header(file: Path) -> dict:

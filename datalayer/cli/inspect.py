@@ -12,15 +12,14 @@ import typer
 from rich.table import Table
 
 from datalayer import introspect, migrations
-from datalayer.cli.app import app, console, load_settings, run
-from datalayer.context import get_context
+from datalayer.cli.app import command, current_project, open_context, console, load_settings, run
 from datalayer.errors import DataLayerError
 from datalayer.settings import Settings
 
 EXIT_BY_STATUS = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
 
-@app.command("status")
+@command("status")
 def status_command() -> None:
     """Where the layer connects (password masked), migrations applied/pending, rows per table."""
     settings = load_settings()
@@ -28,9 +27,10 @@ def status_command() -> None:
     console.print(f"environment  {settings.environment}")
 
     async def gather() -> tuple[list[str], list[str], dict[str, int | None]]:
-        applied = await migrations.applied_migrations(settings)
-        pending = [name for name in migrations.history() if name not in applied]
-        context = await get_context(settings=settings)
+        project = current_project()
+        applied = await migrations.applied_migrations(settings, project)
+        pending = [name for name in migrations.history(project) if name not in applied]
+        context = await open_context(settings)
         return applied, pending, await introspect.row_counts(context.models)
 
     applied, pending, counts = run(gather())
@@ -43,13 +43,13 @@ def status_command() -> None:
     console.print(table)
 
 
-@app.command("stats")
+@command("stats")
 def stats_command() -> None:
     """Rows per table (live and soft-deleted) and the size of the database."""
     settings = load_settings()
 
     async def gather() -> tuple[list[tuple[str, int, int | None]], int | None, tuple[Any, dict, dict]]:
-        context = await get_context(settings=settings)
+        context = await open_context(settings)
         present = await introspect.existing_tables()
         rows = []
         for model in sorted(context.models, key=lambda m: m._meta.db_table):
@@ -111,11 +111,11 @@ def _as_dict(report: Any) -> dict[str, Any]:
 async def _basic_health(settings: Settings) -> dict[str, Any]:
     """Connectivity, latency and pending migrations, when the context offers no ``health()`` of its own."""
     try:
-        context = await get_context(settings=settings)
+        context = await open_context(settings)
         started = time.perf_counter()
         await introspect.connection().execute_query("SELECT 1")
         latency_ms = (time.perf_counter() - started) * 1000
-        pending = await migrations.pending_migrations(settings)
+        pending = await migrations.pending_migrations(settings, context.project)
     except DataLayerError as exc:
         return {"status": "unhealthy", "target": settings.target.describe(), "error": str(exc)}
     if callable(getattr(context, "health", None)):
@@ -125,7 +125,7 @@ async def _basic_health(settings: Settings) -> dict[str, Any]:
             "pending_migrations": pending}
 
 
-@app.command("health")
+@command("health")
 def health_command(as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
     """Exit 0 healthy, 1 degraded, 2 unhealthy (database down)."""
     settings = load_settings()
@@ -149,7 +149,7 @@ def health_command(as_json: bool = typer.Option(False, "--json", help="print the
     raise typer.Exit(EXIT_BY_STATUS.get(status, 2))
 
 
-@app.command("verify")
+@command("verify")
 def verify_command(rounds: int = typer.Option(5, min=1, help="round trips to time")) -> None:
     """Connect, write and read back inside a rolled-back transaction, and report latency."""
     settings = load_settings()
@@ -158,7 +158,7 @@ def verify_command(rounds: int = typer.Option(5, min=1, help="round trips to tim
         from datalayer.transactions import transaction
 
         started = time.perf_counter()
-        await get_context(settings=settings)
+        await open_context(settings)
         connect_ms = (time.perf_counter() - started) * 1000
         timings = []
         for _ in range(rounds):

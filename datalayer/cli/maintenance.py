@@ -5,12 +5,11 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from datalayer.cli.app import app, console, load_settings, run
-from datalayer.context import get_context
+from datalayer.cli.app import command, current_project, open_context, console, load_settings, run
 from datalayer.maintenance import cleanup
 
 
-@app.command("cleanup")
+@command("cleanup")
 def cleanup_command(
     days: int = typer.Option(30, "--days", min=0, help="age in days beyond which rows are removed"),
     dry_run: bool = typer.Option(False, "--dry-run", help="count what would go, change nothing"),
@@ -19,7 +18,7 @@ def cleanup_command(
     settings = load_settings()
 
     async def work() -> list[tuple[str, str, int]]:
-        context = await get_context(settings=settings)
+        context = await open_context(settings)
         return await cleanup(context.models, days=days, dry_run=dry_run)
 
     results = run(work())

@@ -6,9 +6,9 @@ import typer
 from rich.table import Table
 
 from datalayer import introspect, migrations, seeding
-from datalayer.cli.app import Abort, app, console, guard_production, load_settings, run
+from datalayer.cli.app import Abort, command, current_project, open_context, console, guard_production, load_settings, run
 from datalayer.cache.read_through import forget_cached_rows
-from datalayer.context import DataContext, close_context, get_context
+from datalayer.context import DataContext, close_context
 from datalayer.settings import Settings
 
 ENV_HELP = "seed set: development, test, production, or a path to a .json seed file (default: DATALAYER_ENV)"
@@ -43,15 +43,15 @@ def _print_report(report: seeding.SeedReport, verbose: bool) -> None:
 
 
 async def _seed(settings: Settings, environment: str, force: bool, clear: bool) -> seeding.SeedReport:
-    seed_set = seeding.load_seed_set(environment)
-    context = await get_context(settings=settings)
+    context = await open_context(settings)
+    seed_set = seeding.load_seed_set(environment, context.project)
     await _require_tables(context, seed_set)
     if clear:
         return await seeding.clear(context, seed_set)
     return await seeding.seed(context, seed_set, force=force)
 
 
-@app.command("seed")
+@command("seed")
 def seed_command(
     env: str = typer.Option(None, "--env", "-e", help=ENV_HELP),
     force: bool = typer.Option(False, "--force", help="overwrite seeded rows that differ from the seed"),
@@ -83,19 +83,19 @@ async def drop_all_tables() -> list[str]:
 
 
 async def _reset(settings: Settings, environment: str | None) -> tuple[list[str], list[str], seeding.SeedReport | None]:
-    context = await get_context(settings=settings)
+    context = await open_context(settings)
     dropped = await drop_all_tables()
     await forget_cached_rows(context.cache)  # every cached row is gone from the database
     await close_context()
-    applied = await migrations.upgrade(settings)
+    applied = await migrations.upgrade(settings, context.project)
     report = None
     if environment != "none":
-        context = await get_context(settings=settings)
-        report = await seeding.seed(context, seeding.load_seed_set(environment or settings.environment))
+        context = await open_context(settings)
+        report = await seeding.seed(context, seeding.load_seed_set(environment or settings.environment, context.project))
     return dropped, applied, report
 
 
-@app.command("reset")
+@command("reset")
 def reset_command(
     env: str = typer.Option(None, "--env", "-e", help=ENV_HELP + "; 'none' skips seeding"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="list every seeded row"),

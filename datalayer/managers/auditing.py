@@ -17,7 +17,7 @@ from tortoise import timezone
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.ids import new_uuid7s
 from datalayer.managers.validation import MANAGED_FIELDS
-from datalayer.models.audit_log import AuditAction, AuditLog
+from datalayer.core.audit_log import AuditAction, AuditLog
 
 MASK = "***"
 

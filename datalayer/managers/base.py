@@ -28,7 +28,7 @@ from datalayer.managers.by_key import fetch_by_key
 from datalayer.managers.filters import build_filters, check_sort, search_q
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
 from datalayer.managers.validation import validate_input
-from datalayer.models.audit_log import AuditAction
+from datalayer.core.audit_log import AuditAction
 from datalayer.transactions import in_transaction_block, on_commit, transaction
 from datalayer.translate import translated
 

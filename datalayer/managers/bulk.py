@@ -31,7 +31,7 @@ from datalayer.config import CONNECTION_NAME
 from datalayer.ids import BATCH_MAKERS
 from datalayer.managers import auditing
 from datalayer.managers.validation import validate_many
-from datalayer.models.audit_log import AuditLog
+from datalayer.core.audit_log import AuditLog
 
 _SLICE = 250  # rows prepared between two yields to the event loop
 #: what one chunk writes, in insertion order: (table or model, columns, rows as value tuples in that order);

@@ -19,7 +19,7 @@ from datalayer.config import CONNECTION_NAME
 from datalayer.ids import uuid7
 from datalayer.managers import auditing
 from datalayer.managers.bulk import complete_rows, copy_records, insert_columns, saved_instances
-from datalayer.models.audit_log import AuditLog
+from datalayer.core.audit_log import AuditLog
 
 
 def supported(model: type) -> bool:

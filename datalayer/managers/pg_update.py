@@ -22,7 +22,7 @@ from datalayer.config import CONNECTION_NAME
 from datalayer.ids import uuid7
 from datalayer.managers.bulk import driver_value
 from datalayer.managers.pg_audit import jsonb_object, masked_value
-from datalayer.models.audit_log import AuditLog
+from datalayer.core.audit_log import AuditLog
 
 OLD_VERSION = "_dl_old_version"
 

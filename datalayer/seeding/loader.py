@@ -1,4 +1,5 @@
-"""Reading seed sets: ``seeds/<environment>.json``, with ``include`` to share reference data between sets.
+"""Reading seed sets: each loaded pack's ``seeds/<pack>/<environment>.json``, then the app's own
+``<seeds>/<environment>.json`` (see ``datalayer.project``), with ``include`` to share reference data.
 
 A seed file is data, not code::
 
@@ -13,15 +14,17 @@ with bcrypt when stored) or none, in which case one is generated and reported on
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datalayer.errors import ConfigurationError
+from datalayer.packs import bundled_folder
+from datalayer.project import Project, load_project
 
 ENVIRONMENTS = ("development", "test", "production")
-SEEDS_DIR = Path(os.environ.get("DATALAYER_SEEDS_DIR", Path(__file__).resolve().parents[2] / "seeds"))
+SEEDS_DIR = bundled_folder("seeds")
+"""The packs' seed sets: ``datalayer._seeds`` in a wheel, ``seeds/`` in a checkout; one folder per pack."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +74,30 @@ def _read(path: Path, seen: set[Path]) -> list[SeedBlock]:
     return blocks
 
 
-def load_seed_set(environment: str, directory: Path | None = None) -> SeedSet:
-    """The seed set of ``environment`` (``development``, ``test`` or ``production``) or of a file path."""
-    directory = directory or SEEDS_DIR
+def seed_files(environment: str, project: Project | None = None) -> list[Path]:
+    """The files of one environment's seed set, in the order they apply: packs first, then the app's."""
+    project = project or load_project()
+    files = [SEEDS_DIR / pack.label / f"{environment}.json" for pack in project.packs]
+    files.append(project.seeds_dir / f"{environment}.json")
+    return [path.resolve() for path in files if path.is_file()]
+
+
+def load_seed_set(environment: str, project: Project | None = None) -> SeedSet:
+    """The seed set of ``environment`` (``development``, ``test`` or ``production``) or of one file's path.
+
+    An environment's set is every loaded pack's ``seeds/<pack>/<environment>.json`` then the app's own
+    ``<seeds>/<environment>.json``; a pack or app without that file adds nothing.
+
+    Raises:
+        ConfigurationError: an unknown environment, a file that is not valid JSON or lacks a key field.
+    """
     candidate = Path(environment)
-    if candidate.suffix == ".json" and candidate.exists():
+    if candidate.suffix == ".json":
+        if not candidate.exists():
+            raise ConfigurationError(f"seed file {candidate} does not exist")
         return SeedSet(candidate.stem, _read(candidate.resolve(), set()))
     if environment not in ENVIRONMENTS:
         raise ConfigurationError(
             f"unknown environment {environment!r}: use one of {', '.join(ENVIRONMENTS)} (or a path to a .json seed file)"
         )
-    return SeedSet(environment, _read((directory / f"{environment}.json").resolve(), set()))
+    return SeedSet(environment, [block for path in seed_files(environment, project) for block in _read(path, set())])

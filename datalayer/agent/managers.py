@@ -1,0 +1,212 @@
+"""Agent work: tasks with a guarded lifecycle and a safe work queue, analyses, code files, configuration."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from tortoise import timezone
+from tortoise.functions import Count
+
+from datalayer.errors import NotFoundError, ValidationError
+from datalayer.managers import auditing
+from datalayer.managers.base import ModelManager
+from datalayer.agent.models import (
+    TASK_TRANSITIONS,
+    CodeFile,
+    Configuration,
+    ProjectAnalysis,
+    Task,
+    TaskStatus,
+)
+from datalayer.core.audit_log import AuditAction
+from datalayer.transactions import transaction
+from datalayer.translate import translated
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class TaskManager(ModelManager[Task]):
+    """``ctx.tasks``: status changes go through ``TASK_TRANSITIONS``; ``claim_next`` is a work queue."""
+
+    model = Task
+
+    async def find_by_status(self, status: TaskStatus | str, *, limit: int = 100) -> list[Task]:
+        with translated("Task"):
+            return list(await self.query().filter(status=self._status(status))
+                        .order_by("-priority", "created_at").limit(limit))
+
+    async def find_overdue(self, *, limit: int = 100) -> list[Task]:
+        """Unfinished tasks (pending or running) whose ``due_at`` has passed, most overdue first."""
+        with translated("Task"):
+            return list(await self.query().filter(
+                status__in=[TaskStatus.PENDING, TaskStatus.RUNNING], due_at__lt=timezone.now()
+            ).order_by("due_at").limit(limit))
+
+    async def find_by_parsed_request_id(self, parsed_request_id: Any) -> list[Task]:
+        with translated("Task"):
+            return list(await self.query().filter(parsed_request_id=self._key(parsed_request_id))
+                        .order_by("-priority", "created_at"))
+
+    @staticmethod
+    def _status(status: TaskStatus | str) -> TaskStatus:
+        try:
+            return TaskStatus(status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in TaskStatus)
+            raise ValidationError({"status": f"unknown status {status!r}; use one of {allowed}"},
+                                  model="Task") from None
+
+    async def _transition(
+        self, task_id: Any, target: TaskStatus, values: Callable[[Task], dict[str, Any]]
+    ) -> Task:
+        """Move a task to ``target`` under a row lock, refusing moves ``TASK_TRANSITIONS`` does not allow."""
+        key = self._key(task_id)
+        async with transaction():
+            with translated("Task"):
+                task = await self._locked_row(key, deleted=False)
+                return await self._move(task, target, values(task))
+
+    async def _move(self, task: Task, target: TaskStatus, values: dict[str, Any]) -> Task:
+        if target not in TASK_TRANSITIONS[task.status]:
+            raise ValidationError(
+                {"status": f"a {task.status.value} task cannot become {target.value}"}, model="Task"
+            )
+        values = {"status": target, **values}
+        changes = auditing.diff(Task, task, values)
+        await self._apply(task, values)
+        await auditing.write_audit(Task, AuditAction.UPDATE, task.pk, changes)
+        await self._written([task.pk])
+        return task
+
+    async def start_task(self, task_id: Any, assigned_to: str) -> Task:
+        """pending -> running, counting the attempt."""
+        return await self._transition(task_id, TaskStatus.RUNNING, lambda task: self._running(task, assigned_to))
+
+    @staticmethod
+    def _running(task: Task, worker: str) -> dict[str, Any]:
+        return {"assigned_to": worker, "started_at": timezone.now(), "attempts": task.attempts + 1,
+                "error_message": None}
+
+    async def complete_task(self, task_id: Any, results: Any = None) -> Task:
+        return await self._transition(task_id, TaskStatus.COMPLETED,
+                                      lambda task: {"results": results, "completed_at": timezone.now()})
+
+    async def cancel_task(self, task_id: Any) -> Task:
+        return await self._transition(task_id, TaskStatus.CANCELLED, lambda task: {"completed_at": timezone.now()})
+
+    async def fail_task(self, task_id: Any, error: str, retry: bool = True) -> Task:
+        """Record a failure: back to pending while retries remain (``attempts <= max_retries``), else failed."""
+        key = self._key(task_id)
+        async with transaction():
+            with translated("Task"):
+                task = await self._locked_row(key, deleted=False)
+                if retry and task.status is TaskStatus.RUNNING and task.attempts <= task.max_retries:
+                    return await self._move(task, TaskStatus.PENDING,
+                                            {"error_message": error, "assigned_to": None, "started_at": None})
+                return await self._move(task, TaskStatus.FAILED,
+                                        {"error_message": error, "completed_at": timezone.now()})
+
+    async def claim_next(self, worker: str, *, task_type: str | None = None) -> Task | None:
+        """Hand the most urgent pending task to ``worker``, or None when there is none.
+
+        Many workers may call this at once and each task goes to exactly one of them: PostgreSQL locks the
+        chosen row with ``FOR UPDATE SKIP LOCKED`` (others skip it instead of waiting); SQLite has one
+        writer at a time and the transaction holds it.
+        """
+        async with transaction():
+            with translated("Task"):
+                queryset = self.query().filter(status=TaskStatus.PENDING)
+                if task_type is not None:
+                    queryset = queryset.filter(task_type=task_type)
+                task = await queryset.order_by("-priority", "created_at", "id") \
+                    .select_for_update(skip_locked=True).first()
+                if task is None:
+                    return None
+                return await self._move(task, TaskStatus.RUNNING, self._running(task, worker))
+
+    async def get_task_statistics(self) -> dict[str, Any]:
+        """Counts by status, overdue count and the total."""
+        with translated("Task"):
+            rows = await self.query().annotate(n=Count("id")).group_by("status").values("status", "n")
+            overdue = await self.query().filter(
+                status__in=[TaskStatus.PENDING, TaskStatus.RUNNING], due_at__lt=timezone.now()
+            ).count()
+        by_status = {status.value: 0 for status in TaskStatus}
+        for row in rows:
+            by_status[TaskStatus(row["status"]).value] = row["n"]
+        return {"total": sum(by_status.values()), "by_status": by_status, "overdue": overdue}
+
+
+class ProjectAnalysisManager(ModelManager[ProjectAnalysis]):
+    model = ProjectAnalysis
+
+    async def find_by_parsed_request_id(self, parsed_request_id: Any) -> list[ProjectAnalysis]:
+        with translated("ProjectAnalysis"):
+            return list(await self.query().filter(parsed_request_id=self._key(parsed_request_id))
+                        .order_by("created_at"))
+
+
+class CodeFileManager(ModelManager[CodeFile]):
+    model = CodeFile
+
+    async def find_by_project_analysis_id(self, project_analysis_id: Any) -> list[CodeFile]:
+        with translated("CodeFile"):
+            return list(await self.query().filter(project_analysis_id=self._key(project_analysis_id))
+                        .order_by("path"))
+
+
+class ConfigurationManager(ModelManager[Configuration]):
+    """``ctx.configurations``: ``get_value("max_workers", 4, as_type=int)``, ``set_value(key, value)``."""
+
+    model = Configuration
+
+    async def find_by_key(self, key: str) -> Configuration | None:
+        with translated("Configuration"):
+            return await self.query().filter(key=key).first()
+
+    async def get_value(self, key: str, default: Any = _MISSING, *, as_type: type[T] | Any = None) -> Any:
+        """The stored value, checked (and coerced) against ``as_type`` when given.
+
+        A missing key returns ``default``, or raises ``NotFoundError`` when no default is given.
+        """
+        found = await self.find_by_key(key)
+        if found is None:
+            if default is _MISSING:
+                raise NotFoundError("Configuration", key, f"configuration {key!r} is not set")
+            return default
+        if as_type is None:
+            return found.value
+        try:
+            return TypeAdapter(as_type).validate_python(found.value)
+        except PydanticValidationError:
+            raise ValidationError({key: f"stored value {found.value!r:.60} is not a {as_type!r}"},
+                                  model="Configuration") from None
+
+    async def set_value(
+        self, key: str, value: Any, *, scope: str | None = None, description: str | None = None,
+        as_type: type[T] | Any = None,
+    ) -> Configuration:
+        """Create or replace ``key``; with ``as_type`` the value is checked first. JSON-able values only."""
+        if as_type is not None:
+            try:
+                value = TypeAdapter(as_type).dump_python(TypeAdapter(as_type).validate_python(value), mode="json")
+            except PydanticValidationError:
+                raise ValidationError({key: f"value {value!r:.60} is not a {as_type!r}"},
+                                      model="Configuration") from None
+        fields: dict[str, Any] = {"value": value}
+        if scope is not None:
+            fields["scope"] = scope
+        if description is not None:
+            fields["description"] = description
+        async with transaction():
+            found = await self.find_by_key(key)
+            if found is not None:
+                return await self.update(found.pk, fields)
+            # a new instance decodes str input as JSON text (Tortoise), so hand it the encoded string
+            fields["value"] = json.dumps(value) if isinstance(value, str) else value
+            return await self.create({"key": key, **fields})

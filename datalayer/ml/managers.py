@@ -1,0 +1,121 @@
+"""ML models by owner, stored model files with wrapped encryption keys, and usage analytics per day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from tortoise import timezone
+
+from datalayer.errors import ValidationError
+from datalayer.managers.base import ModelManager
+from datalayer.managers.settings_aware import SettingsAware
+from datalayer.ml.models import MLModel, ModelStatus, ModelUsage, StoredModel
+from datalayer.security import keywrap
+from datalayer.transactions import transaction
+from datalayer.translate import translated
+
+
+class MLModelManager(ModelManager[MLModel]):
+    model = MLModel
+
+    async def find_all(
+        self, *, user_id: Any = None, status: ModelStatus | str | None = None, limit: int = 100
+    ) -> list[MLModel]:
+        """Live models, newest first, optionally one owner's and/or in one status (``limit`` at most 1000)."""
+        if not 1 <= limit <= 1000:
+            raise ValidationError({"limit": "must be between 1 and 1000"}, model="MLModel")
+        queryset = self.query()
+        if user_id is not None:
+            queryset = queryset.filter(owner_id=self._key(user_id))
+        if status is not None:
+            queryset = queryset.filter(status=ModelStatus(status))
+        with translated("MLModel"):
+            return list(await queryset.order_by("-created_at", "-id").limit(limit))
+
+
+class StoredModelManager(SettingsAware, ModelManager[StoredModel]):
+    """``ctx.stored_models``: the file key is wrapped with ``DATALAYER_KEY_WRAPPING_SECRET`` before storing."""
+
+    model = StoredModel
+
+    def _secret(self) -> str | None:
+        secret = self.active_settings.key_wrapping_secret
+        return secret.get_secret_value() if secret is not None else None
+
+    async def store(
+        self, ml_model_id: Any, *, storage_path: str, size_bytes: int, checksum: str,
+        encryption_key: bytes | None = None,
+    ) -> tuple[StoredModel, bytes]:
+        """Record a stored file; returns ``(row, data_key)``. A new random key is made when none is given."""
+        data_key = encryption_key or keywrap.new_data_key()
+        async with transaction():
+            stored = await self.create({"ml_model_id": self._key(ml_model_id), "storage_path": storage_path,
+                                        "size_bytes": size_bytes, "checksum": checksum})
+            wrapped = keywrap.wrap_key(data_key, self._secret(), str(stored.pk))
+            stored = await self.update(stored.pk, {"encryption_key_wrapped": wrapped})
+        return stored, data_key
+
+    async def encryption_key(self, stored_model_id: Any) -> bytes:
+        """The unwrapped data key of a stored file (``ValidationError`` if it has none or it does not unwrap)."""
+        stored = await self.get(stored_model_id)
+        if not stored.encryption_key_wrapped:
+            raise ValidationError({"encryption_key_wrapped": "this stored model has no key"}, model="StoredModel")
+        return keywrap.unwrap_key(stored.encryption_key_wrapped, self._secret(), str(stored.pk))
+
+
+class ModelUsageManager(ModelManager[ModelUsage]):
+    """``ctx.model_usage``: one append-only row per served request, and per-model per-day statistics."""
+
+    model = ModelUsage
+    name = "model_usage"
+
+    async def record(
+        self, ml_model_id: Any, *, status_code: int, latency_ms: float, api_key_id: Any = None,
+        user_id: Any = None, endpoint: str | None = None, request_size: int = 0, response_size: int = 0,
+        at: dt.datetime | None = None,
+    ) -> ModelUsage:
+        data: dict[str, Any] = {
+            "ml_model_id": self._key(ml_model_id), "status_code": status_code, "latency_ms": latency_ms,
+            "api_key_id": self._key(api_key_id) if api_key_id is not None else None,
+            "user_id": self._key(user_id) if user_id is not None else None, "endpoint": endpoint,
+            "request_size": request_size, "response_size": response_size, "at": at or timezone.now(),
+        }
+        if latency_ms < 0 or request_size < 0 or response_size < 0:
+            raise ValidationError({"latency_ms": "latency and sizes must not be negative"}, model="ModelUsage")
+        return await self.create(data)
+
+    async def usage_statistics(
+        self, ml_model_id: Any = None, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per model per UTC day: requests, errors (status >= 400), average/max latency, bytes in and out."""
+        connection = ModelUsage._meta.db
+        postgres = connection.capabilities.dialect == "postgres"
+        day = "to_char(\"at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if postgres else "date(\"at\")"
+        conditions, params = [], []
+        for clause, value in (('"ml_model_id" = {}', self._key(ml_model_id) if ml_model_id is not None else None),
+                              ('"at" >= {}', since), ('"at" < {}', until)):
+            if value is not None:
+                params.append(value if postgres or not isinstance(value, dt.datetime) else value.isoformat(" "))
+                conditions.append(clause.format(f"${len(params)}" if postgres else "?"))
+        if not postgres:
+            params = [str(p) if not isinstance(p, str | int | float) else p for p in params]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = (
+            f'SELECT "ml_model_id" AS ml_model_id, {day} AS day, COUNT(*) AS requests, '
+            f'SUM(CASE WHEN "status_code" >= 400 THEN 1 ELSE 0 END) AS errors, '
+            f'AVG("latency_ms") AS avg_latency_ms, MAX("latency_ms") AS max_latency_ms, '
+            f'SUM("request_size") AS request_bytes, SUM("response_size") AS response_bytes '
+            f'FROM "model_usage" {where} GROUP BY "ml_model_id", {day} ORDER BY day, ml_model_id'
+        )
+        with translated("ModelUsage"):
+            rows = await connection.execute_query_dict(sql, params)
+        return [
+            {
+                "ml_model_id": str(row["ml_model_id"]), "day": dt.date.fromisoformat(str(row["day"])),
+                "requests": int(row["requests"]), "errors": int(row["errors"] or 0),
+                "avg_latency_ms": float(row["avg_latency_ms"]), "max_latency_ms": float(row["max_latency_ms"]),
+                "request_bytes": int(row["request_bytes"] or 0), "response_bytes": int(row["response_bytes"] or 0),
+            }
+            for row in rows
+        ]
