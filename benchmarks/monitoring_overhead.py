@@ -23,6 +23,7 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from datalayer import AuditedModel, Settings
 from datalayer.config import tortoise_config
+from datalayer.project import load_project
 from datalayer.context import DataContext
 from datalayer.monitoring import QueryMonitor
 
@@ -41,7 +42,7 @@ class BenchRow(AuditedModel):
 
 
 def _config(settings: Settings, instrumented: bool) -> dict:
-    config = tortoise_config(settings, ["__main__"])
+    config = tortoise_config(settings, load_project(models=["__main__"]))
     connection = config["connections"]["default"]
     if not instrumented:
         connection["engine"] = PLAIN_ENGINES[connection["engine"]]

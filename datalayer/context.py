@@ -130,7 +130,7 @@ async def _open(settings: Settings, project: Project, generate_schemas: bool, mi
     if migrate:
         from datalayer.migrations import upgrade  # lazy: only apps that migrate at start load aerich
 
-        await upgrade(settings, project)
+        await upgrade(settings, project, require_app_history=not generate_schemas)
     tortoise = await open_database(settings, project, generate_schemas=generate_schemas)
     for pack in project.packs:  # importing a pack's managers registers them (ctx.users, ctx.tasks, ...)
         importlib.import_module(pack.managers_module)

@@ -60,6 +60,10 @@ def histories(project: Project | None = None) -> list[History]:
     project = project or load_project()
     packs = bundled_migrations()
     found = [History(label, packs, True) for label in project.pack_labels]
+    empty = [item.label for item in found if not item.files()]
+    if empty:  # never "nothing to apply" on an incomplete installation
+        raise ConfigurationError(f"datalayer's pack(s) {', '.join(empty)} have no migrations in {packs}; "
+                                 "the installation is incomplete (reinstall datalayer)")
     if project.models:
         found.append(History(project.label, project.migrations_dir, False))
     return found
@@ -130,7 +134,8 @@ async def _read_applied(labels: list[str]) -> list[tuple[str, str]]:
     return [(row["app"], row["version"]) for row in rows if row["app"] in labels]
 
 
-async def upgrade(settings: Settings | None = None, project: Project | None = None) -> list[str]:
+async def upgrade(settings: Settings | None = None, project: Project | None = None, *,
+                  require_app_history: bool = True) -> list[str]:
     """Apply every pending migration of every loaded app (packs first), each file in its own transaction.
 
     A database built by datalayer's earlier single history (app ``models``) is first brought to its last
@@ -138,7 +143,11 @@ async def upgrade(settings: Settings | None = None, project: Project | None = No
 
     Returns:
         The files applied, as ``label/file``.
+    ``require_app_history=False`` lets an app whose models have no history yet through (their tables then
+    come from ``generate_schemas``).
+
     Raises:
+        ConfigurationError: the app's models have no migration history yet (``datalayer migrate init``).
         DatabaseUnavailableError: the database did not answer. A file that fails is rolled back whole.
     """
     from datalayer.legacy_history import adopt
@@ -147,9 +156,10 @@ async def upgrade(settings: Settings | None = None, project: Project | None = No
         applied = await adopt()
         for item in histories(project):
             if not item.files():
-                if not item.bundled:
-                    log.warning("app %r has models but no migrations in %s; run `datalayer migrate`",
-                                item.label, item.folder)
+                if not item.bundled and require_app_history:
+                    raise ConfigurationError(
+                        f"the app's models ({', '.join(project.models)}) have no migrations in {item.folder}; "
+                        "run `datalayer migrate init` in the app's folder (or set DATALAYER_MIGRATIONS_DIR)")
                 continue
             command = await _command(config, item)
             applied += [f"{item.label}/{name}" for name in await command.upgrade(run_in_transaction=True)]

@@ -69,6 +69,6 @@ def select_packs(labels: str | list[str] | tuple[str, ...] | None) -> tuple[Pack
 def bundled_folder(kind: str) -> Path:
     """The packs' ``migrations`` or ``seeds`` folder: ``datalayer._<kind>`` in a wheel, ``<kind>/`` in a checkout."""
     try:
-        return Path(str(resources.files(f"datalayer._{kind}")))
+        return Path(str(resources.files(f"datalayer._{kind}")))  # a regular package (it has an __init__.py)
     except ModuleNotFoundError:  # a source tree (or an editable install, which maps no data packages)
         return Path(__file__).resolve().parents[1] / kind

@@ -18,6 +18,7 @@ file is ``./pyproject.toml`` (the folder the command runs in), or ``DATALAYER_PR
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -66,10 +67,24 @@ class Project:
         return [*self.pack_labels, *([self.label] if self.models else [])]
 
     def importable(self) -> None:
-        """Put the app's source folder on ``sys.path`` (a console script does not have the working directory)."""
+        """Put the app's source folder on ``sys.path`` and import its model modules.
+
+        A console script does not have the working directory on ``sys.path``; ``src`` puts it there.
+
+        Raises:
+            ConfigurationError: a model module does not import, naming it and where it was looked for.
+        """
         source = str(self.src)
         if source not in sys.path:
             sys.path.insert(0, source)
+        for module in self.models:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise ConfigurationError(
+                    f"cannot import the app's models {module!r} ({exc}); DATALAYER_MODELS (or [tool.datalayer] "
+                    f"models, --models) takes module paths importable from {source}"
+                ) from None
 
 
 def _find_pyproject() -> Path | None:

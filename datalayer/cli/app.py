@@ -12,7 +12,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -42,8 +42,8 @@ _selection: dict[str, str | None] = {"models": None, "apps": None}
 
 @app.callback()
 def _everywhere(
-    models: Optional[str] = typer.Option(None, "--models", help=MODELS_HELP),  # noqa: UP007 - typer needs Optional
-    apps: Optional[str] = typer.Option(None, "--apps", help=APPS_HELP),  # noqa: UP007
+    models: str | None = typer.Option(None, "--models", help=MODELS_HELP),
+    apps: str | None = typer.Option(None, "--apps", help=APPS_HELP),
 ) -> None:
     """Migrations, seeding, backups and health of the datalayer database (DATABASE_URL or DB_*)."""
     _selection.update(models=models, apps=apps)
@@ -62,11 +62,11 @@ def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             return func(*args, **kwargs)
 
         signature = inspect.signature(func)
-        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],  # noqa: UP007
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
                                    default=typer.Option(None, f"--{name}", help=text))
                  for name, text in (("models", MODELS_HELP), ("apps", APPS_HELP))]
         wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {**func.__annotations__, "models": Optional[str], "apps": Optional[str]}  # noqa: UP007
+        wrapper.__annotations__ = {**func.__annotations__, "models": str | None, "apps": str | None}
         return app.command(name)(wrapper)
 
     return decorate

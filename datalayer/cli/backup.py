@@ -8,8 +8,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from datalayer import backup as backups
-from datalayer.cli.app import command, current_project, open_context, console, guard_production, load_settings, run
 from datalayer.cache.read_through import forget_cached_rows
+from datalayer.cli.app import (
+    command,
+    console,
+    guard_production,
+    load_settings,
+    open_context,
+    run,
+)
 from datalayer.settings import Settings
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from datalayer import introspect, migrations
-from datalayer.cli.app import command, current_project, open_context, console, load_settings, run
+from datalayer.cli.app import command, console, current_project, load_settings, open_context, run
 from datalayer.errors import DataLayerError
 from datalayer.settings import Settings
 

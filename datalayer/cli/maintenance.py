@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from datalayer.cli.app import command, current_project, open_context, console, load_settings, run
+from datalayer.cli.app import command, console, load_settings, open_context, run
 from datalayer.maintenance import cleanup
 
 

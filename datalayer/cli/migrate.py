@@ -6,7 +6,6 @@ Each loaded app has its own history (datalayer's packs, then the app's own model
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -29,7 +28,7 @@ def _shown(path: Path) -> str:
 def migrate_command(
     name: str = typer.Argument("update", help="what the migration does, e.g. add_user_bio"),
     empty: bool = typer.Option(False, "--empty", help="write an empty migration to fill in by hand"),
-    app_label: Optional[str] = typer.Option(None, "--app", help=APP_HELP),  # noqa: UP007 - typer needs Optional
+    app_label: str | None = typer.Option(None, "--app", help=APP_HELP),
 ) -> None:
     """Create your app's next migration from its model changes (aerich, both dialects). Needs no database."""
     project = current_project()
@@ -73,7 +72,7 @@ def upgrade_command() -> None:
 def downgrade_command(
     version: int = typer.Option(-1, "--version", "-v", help="roll back this version and every later one of the "
                                                                "app; -1 = only the last"),
-    app_label: Optional[str] = typer.Option(None, "--app", help="the app to roll back; default: the one whose "  # noqa: UP007
+    app_label: str | None = typer.Option(None, "--app", help="the app to roll back; default: the one whose "
                                                                 "migration was applied last"),
 ) -> None:
     """Roll back the last migration, or every migration of --app from --version on."""

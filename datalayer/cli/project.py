@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from datalayer.cli.app import Abort, command, console, current_project, fail
+from datalayer.cli.app import command, console, current_project, fail
 from datalayer.project import Project, read_section
 
 
@@ -30,15 +29,6 @@ def _section(project: Project) -> str:
     )
 
 
-def _check_importable(project: Project) -> None:
-    for module in project.models:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise Abort(f"cannot import {module} from {project.src} ({exc}); DATALAYER_MODELS takes module paths "
-                        "importable from the app's folder, e.g. myapp.models") from None
-
-
 @command("init")
 def init_command() -> None:
     """Scaffold the app in this folder: [tool.datalayer] in pyproject.toml, migrations/<app>/ and seeds/.
@@ -48,22 +38,18 @@ def init_command() -> None:
     project = current_project()
     if not project.models:
         raise fail("name your models first: DATALAYER_MODELS=myapp.models datalayer init (or --models myapp.models)")
-    try:
-        _check_importable(project)
-    except Abort as exc:
-        raise fail(str(exc)) from None
     pyproject = project.root / "pyproject.toml"
     if pyproject.exists() and read_section(pyproject):
-        console.print(f"{pyproject.name} already has [tool.datalayer]; left as it is", highlight=False)
+        console.print(f"{pyproject.name} already has [tool.datalayer]; left as it is", highlight=False, markup=False)
     else:
         existing = pyproject.read_text(encoding="utf-8") if pyproject.exists() else ""
         pyproject.write_text(existing.rstrip("\n") + ("\n" if existing else "") + _section(project), encoding="utf-8")
-        console.print(f"wrote [tool.datalayer] to {pyproject}", highlight=False)
+        console.print(f"wrote [tool.datalayer] to {pyproject}", highlight=False, markup=False)
     for folder in (project.app_migrations, project.seeds_dir):
         if folder.exists():
-            console.print(f"{folder} exists; left as it is", highlight=False)
+            console.print(f"{folder} exists; left as it is", highlight=False, markup=False)
         else:
             folder.mkdir(parents=True)
-            console.print(f"created {folder}", highlight=False)
+            console.print(f"created {folder}", highlight=False, markup=False)
     console.print("next: `datalayer migrate init` writes your first migration, `datalayer upgrade` applies "
-                  "datalayer's and yours, `datalayer seed` loads seeds/<environment>.json", highlight=False)
+                  "datalayer's and yours, `datalayer seed` loads seeds/<environment>.json", highlight=False, markup=False)

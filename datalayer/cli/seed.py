@@ -6,8 +6,16 @@ import typer
 from rich.table import Table
 
 from datalayer import introspect, migrations, seeding
-from datalayer.cli.app import Abort, command, current_project, open_context, console, guard_production, load_settings, run
 from datalayer.cache.read_through import forget_cached_rows
+from datalayer.cli.app import (
+    Abort,
+    command,
+    console,
+    guard_production,
+    load_settings,
+    open_context,
+    run,
+)
 from datalayer.context import DataContext, close_context
 from datalayer.settings import Settings
 

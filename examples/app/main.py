@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from datalayer import close_context, get_context
 from notes.models import Note, Notebook
+
+from datalayer import close_context, get_context
 
 
 async def main() -> None:

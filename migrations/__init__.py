@@ -1,0 +1,1 @@
+"""The migration histories of datalayer's packs, one folder each (``<pack>/``); shipped as ``datalayer._migrations``."""
