@@ -176,14 +176,15 @@ async def restore(path: Path, models: list[type[Model]], settings: Any, *, repla
                   progress: Progress | None = None) -> dict[str, int]:
     """Load a backup in one transaction. Refuses a newer schema, and non-empty tables unless ``replace``."""
     header = read_header(path)
+    by_table = {m._meta.db_table: m for m in models}
+    unknown = [t for t in header.get("tables", {}) if t not in by_table]
+    if unknown:
+        raise DataLayerError(f"the backup has tables this code does not know: {', '.join(unknown)}; load the app "
+                             "that owns them (--models, DATALAYER_MODELS or --apps)")
     newer = newer_parts(header.get("schema"), schema_of(await _applied(settings)))
     if newer:
         raise DataLayerError(f"the backup is from a newer schema ({', '.join(newer)}) than the database; "
                              "run `datalayer upgrade` first")
-    by_table = {m._meta.db_table: m for m in models}
-    unknown = [t for t in header.get("tables", {}) if t not in by_table]
-    if unknown:
-        raise DataLayerError(f"the backup has tables this code does not know: {', '.join(unknown)}")
     ordered = [m for m in introspect.dependency_order(models) if m._meta.db_table in header.get("tables", {})]
     restored: dict[str, int] = {}
     with _stored_as_given(ordered):

@@ -262,3 +262,55 @@ async def test_plain_aerich_commands_work_from_the_repository_root(url):
         assert aerich(url, "--app", app, "history").split() == files
         assert "No available heads" in aerich(url, "--app", app, "heads")
     assert "Success upgrading to" in aerich(url, "--app", "characters", "upgrade")
+
+
+async def test_every_command_sees_the_apps_own_models(url, app_folder, tmp_path):
+    """Run in the app's folder, the commands load its [tool.datalayer] models beside datalayer's packs."""
+    assert "Applied models/0_" in ok(cli(url, "upgrade", cwd=app_folder))
+    assert "created" in ok(cli(url, "seed", "--env", "development", cwd=app_folder))
+    assert "notes_notebook" in ok(cli(url, "status", cwd=app_folder))
+    history = ok(cli(url, "history", cwd=app_folder))
+    assert "models" in history and "add_note_editor" in history
+    assert "in sync" in ok(cli(url, "check-migrations", cwd=app_folder))
+    backup = tmp_path / "app.jsonl"
+    ok(cli(url, "backup", str(backup), cwd=app_folder))
+    assert '"table": "notes_notebook"' in backup.read_text() and '"table": "notes_note"' in backup.read_text()
+    assert (await all_rows(url))["notes_notebook"], "the app's seed set ran after the packs' (it refers to core users)"
+
+    elsewhere = cli(url, "restore", "--replace", str(backup))  # from a folder that does not load the app
+    assert elsewhere.returncode == 1 and "notes_" in elsewhere.stderr and "does not know" in elsewhere.stderr
+    assert "Rolled back models/1_" in ok(cli(url, "downgrade", cwd=app_folder))
+    assert "Applied models/1_" in ok(cli(url, "upgrade", cwd=app_folder))
+
+
+async def test_backup_of_a_database_without_tables_is_an_error(url, tmp_path):
+    target = tmp_path / "nothing.jsonl"
+    result = cli(url, "backup", str(target))
+    assert result.returncode == 1 and "none of the loaded models' tables" in result.stderr
+    assert not target.exists() or target.read_text() == ""
+
+
+def test_init_scaffolds_an_app_once_and_explains_what_is_missing(tmp_path):
+    app = tmp_path / "shop"
+    (app / "shop").mkdir(parents=True)
+    (app / "shop" / "__init__.py").write_text("")
+    (app / "shop" / "models.py").write_text("from tortoise import fields\nfrom datalayer import AuditedModel\n\n\n"
+                                            "class Order(AuditedModel):\n    total = fields.IntField()\n")
+    (app / "pyproject.toml").write_text('[project]\nname = "shop"\n')
+    url = f"sqlite://{tmp_path / 'shop.sqlite3'}"
+
+    missing = cli(url, "init", cwd=app)
+    assert missing.returncode == 1 and "DATALAYER_MODELS" in missing.stderr
+    wrong = cli(url, "init", cwd=app, DATALAYER_MODELS="shop.nope")
+    assert wrong.returncode == 1 and "cannot import the app's models 'shop.nope'" in wrong.stderr
+
+    assert "wrote [tool.datalayer]" in ok(cli(url, "init", cwd=app, DATALAYER_MODELS="shop.models"))
+    text = (app / "pyproject.toml").read_text()
+    assert text.startswith('[project]\nname = "shop"\n') and 'models = ["shop.models"]' in text
+    assert (app / "migrations" / "models").is_dir() and (app / "seeds").is_dir()
+    assert "left as it is" in ok(cli(url, "init", cwd=app))
+    assert (app / "pyproject.toml").read_text() == text
+    assert "Created migrations/models/0_" in ok(cli(url, "migrate", "init", cwd=app))
+    assert "Applied models/0_" in ok(cli(url, "upgrade", cwd=app))
+    unknown = cli(url, "status", "--apps", "core,shopping", cwd=app)
+    assert unknown.returncode == 1 and "unknown pack(s) shopping" in unknown.stderr
