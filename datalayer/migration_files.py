@@ -54,7 +54,7 @@ def index_diff(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[list[st
 def _sql_block(sql_by_dialect: dict[str, str]) -> str:
     lines = ["{"]
     for dialect in DIALECTS:
-        body = sql_by_dialect.get(dialect, "").strip()
+        body = sql_by_dialect.get(dialect, "").strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')  # a literal
         lines.append(f'    "{dialect}": """\n        {body}""",')
     lines.append("}")
     return "\n".join(lines)

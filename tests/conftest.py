@@ -22,6 +22,12 @@ from datalayer import context as context_module
 from datalayer.context import DataContext
 from tests.cache_support import PrivateRedis
 
+# The suite is an app on datalayer: its models (tests/models.py) have their own migration history, and every
+# test database is built by the migrations (datalayer's packs, then tests/migrations/models/), as production is.
+# Tests that play another app (a copy of examples/app, a temporary one) unset it.
+SUITE_MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
+os.environ["DATALAYER_MIGRATIONS_DIR"] = SUITE_MIGRATIONS
+
 PG_ADMIN_URL = os.environ.get("DATALAYER_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b.strip() for b in os.environ.get("DATALAYER_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
 TEST_MODELS = ("tests.models",)
@@ -103,11 +109,11 @@ async def _empty_tables(context: DataContext) -> None:
 
 @pytest_asyncio.fixture
 async def ctx(backend: Backend) -> DataContext:
-    """The process context on this backend, with every table empty."""
+    """The process context on this backend (schema built by the migrations), with every table empty."""
     current = context_module._current
     if current is not None and (current.settings is not backend.settings or current.project.models != TEST_MODELS):
         await close_context()  # a test left another backend's (or another app's) context open
-    context = await get_context(settings=backend.settings, models=TEST_MODELS, generate_schemas=True)
+    context = await get_context(settings=backend.settings, models=TEST_MODELS, migrate=True)
     await _empty_tables(context)
     yield context
 
@@ -130,10 +136,11 @@ def private_redis():
 
 
 @pytest.fixture
-def app_folder(tmp_path) -> Path:
+def app_folder(tmp_path, monkeypatch) -> Path:
     """A copy of ``examples/app`` (a user's app: its own models, migrations and seeds) outside the repository."""
     import shutil
 
+    monkeypatch.delenv("DATALAYER_MIGRATIONS_DIR", raising=False)  # the app's own, from its pyproject.toml
     source = Path(__file__).resolve().parents[1] / "examples" / "app"
     target = tmp_path / "notes_app"
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*", "*.jsonl"))

@@ -49,7 +49,8 @@ def write_app(root: Path, source: str) -> Project:
 
 
 @pytest.fixture
-def app_root(tmp_path) -> Path:
+def app_root(tmp_path, monkeypatch) -> Path:
+    monkeypatch.delenv("DATALAYER_MIGRATIONS_DIR", raising=False)  # this app's history is in its own folder
     root = tmp_path / uuid.uuid4().hex[:8]
     root.mkdir()
     return root
@@ -236,7 +237,7 @@ async def test_a_database_half_way_through_the_old_history_is_finished_then_adop
 
 async def test_a_second_context_with_other_settings_is_refused_not_silently_shared(backend, tmp_path):
     await close_context()
-    first = await get_context(settings=backend.settings, models=("tests.models",), generate_schemas=True)
+    first = await get_context(settings=backend.settings, models=("tests.models",), migrate=True)
     try:
         other = make_settings(f"sqlite://{tmp_path / 'other.sqlite3'}")
         with pytest.raises(ConfigurationError, match="already open"):

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(url: str, *args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "DATABASE_URL": url, "DATALAYER_ENV": "test", "BCRYPT_ROUNDS": "4",
+    environ = {**{k: v for k, v in os.environ.items() if k != "DATALAYER_MIGRATIONS_DIR"}, "DATABASE_URL": url, "DATALAYER_ENV": "test", "BCRYPT_ROUNDS": "4",
                "DB_RETRY_ATTEMPTS": "1", "COLUMNS": "200", **env}
     return subprocess.run([sys.executable, "-m", "datalayer", *args], capture_output=True, text=True,
                           env=environ, cwd=cwd, timeout=180)
@@ -247,7 +247,7 @@ def test_check_migrations_passes_on_the_committed_history():
 
 def aerich(url: str, *args: str) -> str:
     """The plain ``aerich`` command from the repository root, configured only by pyproject.toml."""
-    environ = {**os.environ, "DATABASE_URL": url, "AERICH_NO_TORTOISE_V1_WARNING": "1"}
+    environ = {**{k: v for k, v in os.environ.items() if k != "DATALAYER_MIGRATIONS_DIR"}, "DATABASE_URL": url, "AERICH_NO_TORTOISE_V1_WARNING": "1"}
     result = subprocess.run([str(Path(sys.executable).with_name("aerich")), *args], capture_output=True,
                             text=True, env=environ, cwd=REPO, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr

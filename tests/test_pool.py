@@ -19,7 +19,7 @@ async def small_pool(backend):
     await close_context()
     context = await get_context(
         settings=make_settings(backend.url, DB_MIN_CONNECTIONS=1, DB_MAX_CONNECTIONS=2, DB_POOL_TIMEOUT_MS=300),
-        models=TEST_MODELS, generate_schemas=True,
+        models=TEST_MODELS, migrate=True,
     )
     await _empty_tables(context)
     yield context
