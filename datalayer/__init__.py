@@ -17,6 +17,7 @@ from datalayer.errors import (
     DataLayerError,
     NotFoundError,
     PoolExhaustedError,
+    TransactionClosedError,
     ValidationError,
 )
 from datalayer.health import CheckResult, HealthMonitor, HealthReport
@@ -96,6 +97,7 @@ __all__ = [
     "SoftDeleteManager",
     "SoftDeleteMixin",
     "TimestampMixin",
+    "TransactionClosedError",
     "TransactionScope",
     "ValidationError",
     "acting_as",

@@ -11,12 +11,15 @@ from typing import Literal
 
 import asyncpg
 from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.connection import get_connections
 from tortoise.context import TortoiseContext
 
+from datalayer.backends import root_client
 from datalayer.config import CONNECTION_NAME, tortoise_config
+from datalayer.errors import DatabaseUnavailableError, DataLayerError
 from datalayer.project import Project
-from datalayer.errors import DatabaseUnavailableError
 from datalayer.schema import extra_schema_sql
 from datalayer.settings import Settings
 
@@ -122,9 +125,40 @@ async def open_database(
     return tortoise
 
 
+def _pool_owner() -> BaseDBAsyncClient | None:
+    """The client owning the pool (or SQLite's connection), even if this task still sees a transaction."""
+    try:
+        return root_client(CONNECTION_NAME)
+    except Exception:  # noqa: BLE001 - nothing initialised: nothing to close
+        return None
+
+
 async def close_database(settings: Settings) -> None:
-    await Tortoise.close_connections()
+    """Close the pool (or SQLite's connection) and Tortoise's context. Every step runs even if one fails.
+
+    Raises:
+        DataLayerError: a step failed (after the others ran).
+    """
+    owner = _pool_owner()
+    failed: list[BaseException] = []
+    try:
+        if owner is not None:  # Tortoise closes what this task sees: make that the pool's owner
+            get_connections().set(CONNECTION_NAME, owner)
+        await Tortoise.close_connections()
+    except Exception as exc:  # noqa: BLE001
+        failed.append(exc)
+    if failed and owner is not None:
+        try:
+            await owner.close()
+        except Exception as exc:  # noqa: BLE001
+            failed.append(exc)
+        try:  # the owner is closed now: this only makes Tortoise forget the context (and its global fallback)
+            await Tortoise.close_connections()
+        except Exception as exc:  # noqa: BLE001
+            failed.append(exc)
     # Tortoise caches compiled INSERT/UPDATE SQL per (connection name, table), not per dialect: a later
     # open against another engine would reuse the old dialect's SQL.
     EXECUTOR_CACHE.clear()
     connection_events.emit(ConnectionEvent("closed", settings.target.describe()))
+    if failed:
+        raise DataLayerError(f"closing the database failed: {failed[0].__class__.__name__}: {failed[0]}") from failed[0]

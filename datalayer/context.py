@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,31 +17,51 @@ from tortoise.models import Model
 from datalayer.actor import acting_as, correlation
 from datalayer.cache import Cache, apply_read_through, build_cache
 from datalayer.connection import close_database, open_database
-from datalayer.errors import ConfigurationError
+from datalayer.errors import ConfigurationError, DataLayerError
 from datalayer.health.context_api import ObservabilityMixin
 from datalayer.managers import ModelManager
 from datalayer.managers.registry import default_manager_name, manager_class_for
 from datalayer.managers.registry import version as registry_version
 from datalayer.project import Project, load_project
+from datalayer.raw import execute_raw
 from datalayer.settings import DatabaseTarget, Settings
 from datalayer.transactions import on_commit, transaction, transactional
 
 ModelT = TypeVar("ModelT", bound=Model)
+log = logging.getLogger("datalayer.context")
 
 
 class TransactionScope:
-    """What ``async with ctx.transaction() as tx`` yields: the context's managers, all on one connection."""
+    """What ``async with ctx.transaction() as tx`` yields: the context's managers, all on one connection.
+
+    Usable only while its block runs: afterwards ``tx.manager(...)`` raises ``TransactionClosedError``
+    (it would otherwise write outside any transaction).
+    """
 
     def __init__(self, context: DataContext, connection: BaseDBAsyncClient) -> None:
         self.context = context
         self.connection = connection
 
+    def _check_open(self) -> None:
+        check_open = getattr(self.connection, "check_open", None)  # datalayer's engines; Tortoise's have none
+        if check_open is not None:
+            check_open()
+
     def manager(self, model: type[ModelT]) -> ModelManager[ModelT]:
+        self._check_open()
         return self.context.manager(model)
 
     on_commit = staticmethod(on_commit)
 
+    async def raw(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """``DataContext.raw`` inside this transaction."""
+        self._check_open()
+        return await execute_raw(sql, params)
+
     def __getattr__(self, name: str) -> ModelManager[Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self._check_open()
         return getattr(self.context, name)
 
 
@@ -113,9 +134,22 @@ class DataContext(ObservabilityMixin):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[TransactionScope]:
-        """One transaction for every manager call inside; nested blocks are savepoints."""
+        """One transaction for every manager call inside; nested blocks are savepoints.
+
+        Tasks sharing the block (``asyncio.gather`` of ``tx.manager(M).create(...)``) are served one
+        statement or nested block at a time. Work still running when the block exits fails with
+        ``TransactionClosedError`` and writes nothing: await it inside the block.
+        """
         async with transaction() as connection:
             yield TransactionScope(self, connection)
+
+    async def raw(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one raw SQL statement and return its rows as dicts (see ``datalayer.raw.execute_raw``).
+
+        ``$1, $2, ...`` placeholders on both engines; inside ``ctx.transaction()`` it runs in the transaction.
+        Session state the SQL changes lasts until the call (or its transaction) ends.
+        """
+        return await execute_raw(sql, params)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -201,11 +235,25 @@ async def get_context(
 
 
 async def close_context() -> None:
-    """Close every connection; a later ``get_context()`` opens again."""
+    """Close the health monitor, the cache and every database connection; a later ``get_context()`` opens again.
+
+    Each step runs even if an earlier one failed, so the pool is always closed.
+
+    Raises:
+        DataLayerError: a step failed (after every other step ran); the message names the steps.
+    """
     global _current
     context, _current = _current, None
-    if context is not None and not context.closed:
-        context.closed = True
-        await context._close_monitoring()
-        await context.cache.close()
-        await close_database(context.settings)
+    if context is None or context.closed:
+        return
+    context.closed = True
+    failed: list[str] = []
+    for step, close in (("health monitor", context._close_monitoring), ("cache", context.cache.close),
+                        ("database", lambda: close_database(context.settings))):
+        try:
+            await close()
+        except Exception as exc:
+            log.warning("close_context: closing the %s failed", step, exc_info=True)
+            failed.append(f"{step} ({exc.__class__.__name__}: {exc})")
+    if failed:
+        raise DataLayerError(f"close_context closed everything it could, but closing failed for: {'; '.join(failed)}")

@@ -66,6 +66,14 @@ class ConcurrencyError(DataLayerError):
         )
 
 
+class TransactionClosedError(DataLayerError):
+    """Work reached a transaction (or a nested block's savepoint) after its ``async with`` block ended.
+
+    Typically a task or ``gather`` started inside the block and still running when the block exited: it
+    writes nothing. Await such work before the block ends, or start it outside the block.
+    """
+
+
 class DatabaseUnavailableError(DataLayerError):
     """The database cannot be reached (after retries) or the pool has no connection to give."""
 

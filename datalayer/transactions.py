@@ -18,6 +18,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from datalayer.config import CONNECTION_NAME
+from datalayer.errors import TransactionClosedError
 from datalayer.translate import translated
 
 log = logging.getLogger("datalayer.transactions")
@@ -28,10 +29,11 @@ R = TypeVar("R")
 
 
 class _Frame:
-    __slots__ = ("hooks",)
+    __slots__ = ("ended", "hooks")
 
     def __init__(self) -> None:
         self.hooks: list[CommitHook] = []
+        self.ended = False
 
 
 _frame: ContextVar[_Frame | None] = ContextVar("datalayer_tx_frame", default=None)
@@ -54,13 +56,27 @@ async def on_commit(hook: CommitHook) -> None:
     frame = _frame.get()
     if frame is None:
         await _run_hooks([hook])
+    elif frame.ended:
+        raise TransactionClosedError(
+            "on_commit() called after its transaction block ended (from a task started inside the block); "
+            "register hooks before the block exits"
+        )
     else:
         frame.hooks.append(hook)
 
 
 @asynccontextmanager
 async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
-    """``async with transaction() as conn:`` — commit on success, roll back on any exception."""
+    """``async with transaction() as conn:`` — commit on success, roll back on any exception.
+
+    Concurrent tasks may share the block (``gather`` of manager calls): their statements and nested blocks
+    run one at a time on its connection. Work still running when the block ends is refused with
+    ``TransactionClosedError`` and writes nothing.
+
+    Raises:
+        TransactionClosedError: the block (or an enclosing one) had already ended.
+        DataLayerError: the commit failed (translated); the transaction is rolled back.
+    """
     parent = _frame.get()
     frame = _Frame()
     token = _frame.set(frame)
@@ -71,12 +87,18 @@ async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
         try:
             yield connection
         except BaseException as exc:
-            with translated("transaction"):
-                await context.__aexit__(type(exc), exc, exc.__traceback__)
+            frame.ended = True
+            try:
+                with translated("transaction"):
+                    await context.__aexit__(type(exc), exc, exc.__traceback__)
+            except Exception:  # the block's own error is what the caller must see
+                log.warning("ending a failed transaction failed as well", exc_info=True)
             raise
+        frame.ended = True
         with translated("transaction"):
             await context.__aexit__(None, None, None)
     finally:
+        frame.ended = True
         _frame.reset(token)
     if parent is not None:
         parent.hooks.extend(frame.hooks)  # a released savepoint commits only with its parent

@@ -9,8 +9,7 @@ from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any, TypeVar
 
-from tortoise.backends.base.client import NestedTransactionContext
-
+from datalayer.backends.guarded import GuardedLevel
 from datalayer.monitoring import QueryMonitor
 
 T = TypeVar("T")
@@ -100,14 +99,12 @@ class TimedStatements:
             self.monitor.record(query, perf_counter() - started, failed)
 
 
-class TimedTransaction(TimedStatements):
+class TimedTransaction(GuardedLevel, TimedStatements):
     """Mixin for a Tortoise transaction wrapper: the connection of one transaction (or savepoint), whose
-    statements are timed on the parent client's monitor like any other."""
+    statements are timed on the parent client's monitor like any other, and which serves one statement or
+    savepoint at a time (``datalayer.backends.guarded``)."""
 
     def __init__(self, connection: Any) -> None:
         super().__init__(connection)  # type: ignore[call-arg]
         self.monitor = connection.monitor
-
-    def _in_transaction(self) -> NestedTransactionContext:
-        return NestedTransactionContext(type(self)(self))
 

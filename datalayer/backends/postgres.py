@@ -2,11 +2,17 @@
 
 Tortoise's own client waits for a pooled connection forever; this one gives up after ``DB_POOL_TIMEOUT``
 with ``PoolExhaustedError`` naming the pool size, both for single statements and for opening a transaction.
+A transaction always gives its connection back and restores the task's connection, whatever failed; a
+connection that cannot be cleaned is closed, never pooled dirty. Raw SQL (``run_raw``) resets the session
+it ran on before the connection is pooled again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from time import perf_counter
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -17,7 +23,9 @@ from tortoise.backends.base.client import (
     TransactionContextPooled,
 )
 from tortoise.connection import get_connections
+from tortoise.exceptions import TransactionManagementError
 
+from datalayer.backends.guarded import settle
 from datalayer.backends.instrumented import (
     ParametersHidden,
     TimedStatements,
@@ -28,9 +36,37 @@ from datalayer.backends.instrumented import (
 from datalayer.errors import DatabaseUnavailableError, PoolExhaustedError
 from datalayer.monitoring import PoolStats
 
+log = logging.getLogger("datalayer.connection")
+
+# Errors a statement prepared before another session changed a column's type can raise on every later use
+# (binary COPY and cached INSERTs keep the old types); asyncpg clears its caches for InvalidCachedStatement
+# only. Clearing them here makes the next call prepare afresh.
+_STALE_TYPES = (
+    asyncpg.exceptions.ProtocolViolationError,
+    asyncpg.exceptions.InvalidBinaryRepresentationError,
+    asyncpg.exceptions.DatatypeMismatchError,
+)
+
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """Release without the server-side session reset (asyncpg still rolls back an open transaction)."""
+
+
+async def forget_stale_statements(connection: Any, exc: BaseException) -> None:
+    """After ``exc`` on ``connection``: drop every pooled connection's statement and type caches when the
+    error says they may describe an altered table."""
+    if isinstance(exc, _STALE_TYPES) and connection is not None and not connection.is_closed():
+        await connection.reload_schema_state()
+
+
+async def reset_session(connection: Any) -> None:
+    """Undo what raw SQL may have changed in the session: ``SET``, advisory locks, ``LISTEN``, cursors, temp
+    tables (asyncpg's reset query plus ``DISCARD TEMP``). A connection that cannot be reset is closed."""
+    try:
+        await connection.execute(connection.get_reset_query() + "\nDISCARD TEMP;")
+    except Exception:
+        log.warning("could not reset a connection after raw SQL; closing it", exc_info=True)
+        connection.terminate()
 
 
 class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
@@ -52,6 +88,31 @@ class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
 
     def acquire_connection(self) -> PoolConnectionWrapper:
         return _PoolAcquire(self, self._pool_init_lock)
+
+    async def run_raw(self, query: str, values: list) -> list[dict]:
+        """One raw statement on a pooled connection, whose session is reset before it is pooled again."""
+        started, failed = perf_counter(), True
+        async with self.acquire_connection() as connection:
+            try:
+                rows = await connection.fetch(query, *values)
+                failed = False
+            finally:
+                self.monitor.record(query, perf_counter() - started, failed)
+                await reset_session(connection)
+        return [dict(row) for row in rows]
+
+    async def give_back(self, connection: Any, *, reset: bool) -> None:
+        """Return a transaction's connection to the pool (reset first after raw SQL). Never raises: a
+        connection that cannot be cleaned or released is closed, and the pool opens a new one later."""
+        try:
+            if reset:
+                await reset_session(connection)
+            if self._pool is not None:
+                await self._pool.release(connection)
+        except Exception:
+            log.warning("could not return a transaction's connection to the pool; it was closed", exc_info=True)
+            if not connection.is_closed():
+                connection.terminate()
 
     def _in_transaction(self) -> TransactionContext:
         return _PooledTransaction(InstrumentedTransaction(self), self._pool_init_lock)
@@ -101,6 +162,22 @@ class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
 class InstrumentedTransaction(TimedTransaction, TransactionWrapper):
     """The connection of one transaction (or savepoint); its statements are timed like any other."""
 
+    async def statement_failed(self, exc: BaseException) -> None:
+        await forget_stale_statements(self._connection, exc)
+
+    async def run_raw(self, query: str, values: list) -> list[dict]:
+        """One raw statement in this transaction; the session is reset when the transaction gives its
+        connection back (``SET`` without ``LOCAL`` or advisory locks would outlive the transaction)."""
+        started, failed = perf_counter(), True
+        async with self.acquire_connection() as connection:
+            self.root_level.session_touched = True
+            try:
+                rows = await connection.fetch(query, *values)
+                failed = False
+            finally:
+                self.monitor.record(query, perf_counter() - started, failed)
+        return [dict(row) for row in rows]
+
 
 class _PoolAcquire(PoolConnectionWrapper):
     __slots__ = ()
@@ -115,6 +192,13 @@ class _PoolAcquire(PoolConnectionWrapper):
             self.connection = await self.client.acquire_pooled()  # type: ignore[attr-defined]
         return self.connection
 
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            await forget_stale_statements(self.connection, exc)
+        await self.client._pool.release(self.connection)
+
 
 class _PooledTransaction(TransactionContextPooled):
     __slots__ = ()
@@ -128,9 +212,46 @@ class _PooledTransaction(TransactionContextPooled):
             await self.client.begin()
         except BaseException:
             get_connections().reset(self.token)
-            await parent._pool.release(self.client._connection)
+            await parent.give_back(self.client._connection, reset=False)
             raise
         return self.client  # type: ignore[return-value]
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Commit or roll back once work still running on the transaction has finished; then, whatever
+        failed, give the connection back and restore the task's connection (a failed call never leaves
+        the task pointing at a released connection)."""
+        client: InstrumentedTransaction = self.client  # type: ignore[assignment]
+        parent: InstrumentedPostgresClient = client._parent  # type: ignore[assignment]
+        try:
+            cancelled = await settle(client)
+            try:
+                await _finish(client, exc_type or (cancelled and type(cancelled)))
+            finally:
+                client._lock.release()
+        finally:
+            try:
+                await parent.give_back(client._connection, reset=client.session_touched)
+            finally:
+                get_connections().reset(self.token)
+        if cancelled is not None:
+            raise cancelled
+
+
+async def _finish(client: InstrumentedTransaction, exc_type: Any) -> None:
+    """Commit, or roll back after an error; a rollback that fails closes the connection (the server then
+    rolls back) so the caller's own error is the one that propagates."""
+    if client._finalized:
+        return
+    if exc_type is None:
+        await client.commit()
+    elif exc_type is not TransactionManagementError:
+        try:
+            await client.rollback()
+        except Exception:
+            log.warning("rollback failed; closing the transaction's connection instead", exc_info=True)
+            client._connection.terminate()
 
 
 client_class = InstrumentedPostgresClient

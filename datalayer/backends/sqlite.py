@@ -3,19 +3,26 @@
 SQLite has a single connection guarded by a lock; a transaction holds the lock until it ends. Waiting for
 the lock is this engine's "pool acquire": it gives up after ``DB_POOL_TIMEOUT`` with ``PoolExhaustedError``
 instead of hanging (for instance when code inside a transaction bypasses the transaction's connection).
+A transaction always ends on the connection (a failed ``COMMIT`` is rolled back), so the next caller never
+inherits it; raw SQL's session changes are scoped (``datalayer.backends.sqlite_session``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
+from types import TracebackType
 from typing import Any
 
 import aiosqlite
 from tortoise.backends.base.client import ConnectionWrapper, TransactionContext
 from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionContext, SqliteTransactionWrapper
 from tortoise.connection import get_connections
+from tortoise.exceptions import TransactionManagementError
 
+from datalayer.backends import sqlite_functions
+from datalayer.backends.guarded import settle
 from datalayer.backends.instrumented import (
     ParametersHidden,
     TimedStatements,
@@ -23,8 +30,11 @@ from datalayer.backends.instrumented import (
     monitoring_options,
     within,
 )
+from datalayer.backends.sqlite_session import refuse_shared_changes, remember_pragma, restore_session
 from datalayer.errors import PoolExhaustedError
 from datalayer.monitoring import PoolStats
+
+log = logging.getLogger("datalayer.transactions")
 
 
 class _DropParameterEcho(logging.Filter):
@@ -45,6 +55,11 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
         self.log = ParametersHidden(self.log, {})  # transaction wrappers inherit it
         self.pool_waiting = 0
         self.pool_timeouts = 0
+
+    async def _post_connect(self) -> None:
+        """Each new connection folds text and compares ``LIKE`` as PostgreSQL does (``sqlite_functions``)."""
+        await super()._post_connect()
+        await sqlite_functions.install(self._connection)
 
     def acquire_connection(self) -> ConnectionWrapper:
         return _LockedAcquire(self._lock, self)
@@ -73,6 +88,20 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
         finally:
             self.pool_waiting -= 1
 
+    async def run_raw(self, query: str, values: list) -> list[dict]:
+        """One raw statement; session pragmas it sets are restored and temp objects dropped right after."""
+        refuse_shared_changes(query)
+        started, failed, saved = perf_counter(), True, {}
+        async with self.acquire_connection() as connection:
+            try:
+                await remember_pragma(connection, query, saved)
+                rows = await connection.execute_fetchall(query, values)
+                failed = False
+            finally:
+                self.monitor.record(query, perf_counter() - started, failed)
+                await restore_session(connection, saved)
+        return [dict(row) for row in rows]
+
     def pool_stats(self) -> PoolStats:
         size = 1 if self._connection is not None else 0
         in_use = 1 if self._lock.locked() else 0
@@ -85,6 +114,25 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
 
 class InstrumentedSqliteTransaction(TimedTransaction, SqliteTransactionWrapper):
     """The connection of one transaction (or savepoint); its statements are timed like any other."""
+
+    saved_pragmas: dict[str, Any] | None = None
+
+    async def run_raw(self, query: str, values: list) -> list[dict]:
+        """One raw statement in this transaction; its session changes last until the transaction ends."""
+        refuse_shared_changes(query)
+        started, failed = perf_counter(), True
+        async with self.acquire_connection() as connection:
+            root = self.root_level
+            root.session_touched = True
+            if root.saved_pragmas is None:
+                root.saved_pragmas = {}
+            try:
+                await remember_pragma(connection, query, root.saved_pragmas)
+                rows = await connection.execute_fetchall(query, values)
+                failed = False
+            finally:
+                self.monitor.record(query, perf_counter() - started, failed)
+        return [dict(row) for row in rows]
 
 
 class _LockedAcquire(ConnectionWrapper):
@@ -121,6 +169,49 @@ class _LockedTransaction(SqliteTransactionContext):
             self._trxlock.release()
             raise
         return self.connection
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Commit or roll back once work still running on the transaction has finished; the connection
+        leaves the transaction whatever failed (a failed ``COMMIT`` leaves SQLite's transaction open, and
+        the next caller's statements would run inside it)."""
+        client: InstrumentedSqliteTransaction = self.connection
+        try:
+            cancelled = await settle(client)
+            try:
+                await _finish(client, exc_type or (cancelled and type(cancelled)))
+            finally:
+                client._lock.release()
+                if client.session_touched:
+                    await restore_session(client._connection, client.saved_pragmas or {})
+        finally:
+            get_connections().reset(self.token)
+            self._trxlock.release()
+        if cancelled is not None:
+            raise cancelled
+
+
+async def _roll_back(client: InstrumentedSqliteTransaction) -> None:
+    """Roll back; a failure is logged (an error already propagating is the one that matters)."""
+    client._finalized = True
+    try:
+        await client._connection.rollback()
+    except Exception:
+        log.warning("rollback failed", exc_info=True)
+
+
+async def _finish(client: InstrumentedSqliteTransaction, exc_type: Any) -> None:
+    if client._finalized:
+        return
+    if exc_type is None:
+        try:
+            await client.commit()
+        except BaseException:
+            await _roll_back(client)
+            raise
+    elif exc_type is not TransactionManagementError:
+        await _roll_back(client)
 
 
 client_class = InstrumentedSqliteClient
