@@ -19,6 +19,7 @@ class Author(AuditedModel):
     searchable_fields: ClassVar = ("name", "email")
     secret_fields: ClassVar = ("password_hash",)
     live_unique_fields: ClassVar = (LiveUnique(("email",), lower=True),)
+    filter_relations: ClassVar = ("articles__title", "articles__status", "articles__comments__text")
 
     class Meta:
         table = "test_author"

@@ -2,16 +2,17 @@
 
 A filter is ``{"<field>[__<operator>]": value}``. The field must be one of the model's own data fields
 (secret fields excluded) or a relation path the model declares in ``filter_relations``; the operator must
-be a known one; the value is coerced to the field's type. Anything else raises ``ValidationError`` naming
-the key, before any SQL is built.
+be a known one; the value is coerced to the field's type (``values.value_type``: the same rules as input).
+Anything else raises ``ValidationError`` naming the key, before any SQL is built.
+
+A relation path (``"author__name"``, ``"comments__text"``) is matched through a subquery, never a join: a
+row is returned (and counted) once however many related rows match, and only live related rows count
+(soft-deleted ones are invisible here as everywhere else).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import enum
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -19,10 +20,14 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 from tortoise import fields as tf
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
+from tortoise.fields.relational import BackwardFKRelation, ForeignKeyFieldInstance
+from tortoise.queryset import QuerySet
 
 from datalayer.errors import ValidationError
+from datalayer.managers.values import TEXT_FIELDS, python_type_of, storable_text, value_type
 
 SCALAR_OPERATORS = {"exact", "iexact", "not", "gt", "gte", "lt", "lte"}
 TEXT_OPERATORS = {"contains", "icontains", "startswith", "istartswith", "endswith", "iendswith"}
@@ -31,38 +36,25 @@ OPERATORS = SCALAR_OPERATORS | TEXT_OPERATORS | LIST_OPERATORS | {"isnull", "not
 MAX_SEARCH_LENGTH = 200
 MAX_IN_VALUES = 1000
 
-_TEXT_FIELDS = (tf.CharField, tf.TextField)
 _UNFILTERABLE = (tf.JSONField, tf.BinaryField)
+_RELATIONS = (ForeignKeyFieldInstance, BackwardFKRelation)  # one-to-one fields are subclasses of these
 
 
 @dataclass(frozen=True)
 class FieldInfo:
+    """A filterable path: the column's field and the relations followed to reach it (none for own fields)."""
+
     path: str
-    python_type: Any
-    is_text: bool
+    field: tf.Field
+    hops: tuple[str, ...] = ()
 
+    @property
+    def column(self) -> str:
+        return self.path.rpartition("__")[2] if self.hops else self.path
 
-def python_type_of(field: tf.Field) -> Any:
-    enum_type = getattr(field, "enum_type", None)
-    if enum_type is not None:
-        return enum_type
-    if isinstance(field, tf.DatetimeField):
-        return dt.datetime
-    if isinstance(field, tf.DateField):
-        return dt.date
-    if isinstance(field, tf.BooleanField):
-        return bool
-    if isinstance(field, tf.DecimalField):
-        return decimal.Decimal
-    if isinstance(field, tf.FloatField):
-        return float
-    if isinstance(field, tf.UUIDField):
-        return uuid.UUID
-    if isinstance(field, tf.IntField | tf.BigIntField | tf.SmallIntField):
-        return int
-    if isinstance(field, _TEXT_FIELDS):
-        return str
-    return field.field_type or str
+    @property
+    def is_text(self) -> bool:
+        return isinstance(self.field, TEXT_FIELDS)
 
 
 def _data_fields(model: type) -> dict[str, tf.Field]:
@@ -76,32 +68,31 @@ def _data_fields(model: type) -> dict[str, tf.Field]:
     }
 
 
-def _resolve_relation(model: type, path: str) -> tf.Field | None:
+def _resolve_relation(model: type, path: str) -> FieldInfo | None:
+    """``path`` through foreign keys (either direction) to a non-secret data field, or None."""
     current = model
     *hops, last = path.split("__")
     for hop in hops:
         field = current._meta.fields_map.get(hop)
-        related = getattr(field, "related_model", None)
-        if related is None:
+        if not isinstance(field, _RELATIONS):
             return None
-        current = related
-    if last in getattr(current, "secret_fields", ()):
-        return None
-    return current._meta.fields_map.get(last)
+        current = field.related_model
+    column = _data_fields(current).get(last)
+    return FieldInfo(path, column, tuple(hops)) if hops and column is not None else None
 
 
 @cache
 def filter_fields(model: type) -> dict[str, FieldInfo]:
-    """Every path a filter may name on ``model`` with its type (computed once, after Tortoise init)."""
-    allowed = {
-        name: FieldInfo(name, python_type_of(field), isinstance(field, _TEXT_FIELDS))
-        for name, field in _data_fields(model).items()
-    }
+    """Every path a filter may name on ``model`` (computed once, after Tortoise init)."""
+    allowed = {name: FieldInfo(name, field) for name, field in _data_fields(model).items()}
     for path in getattr(model, "filter_relations", ()):
-        field = _resolve_relation(model, path)
-        if field is None:
-            raise ValidationError({path: "declared in filter_relations but is not a field path"}, model=model.__name__)
-        allowed[path] = FieldInfo(path, python_type_of(field), isinstance(field, _TEXT_FIELDS))
+        info = _resolve_relation(model, path)
+        if info is None:
+            raise ValidationError(
+                {path: "declared in filter_relations but is not a path through foreign keys to a data field"},
+                model=model.__name__,
+            )
+        allowed[path] = info
     return allowed
 
 
@@ -112,19 +103,36 @@ def sort_fields(model: type) -> frozenset[str]:
 
 
 @cache
-def _adapter(python_type: Any) -> TypeAdapter:
-    return TypeAdapter(python_type)
+def _adapter(annotation: Any) -> TypeAdapter:
+    return TypeAdapter(annotation)
 
 
-def _coerce(key: str, info: FieldInfo, value: Any, model: str) -> Any:
+def _expected(field: tf.Field) -> str:
+    python_type = python_type_of(field)
+    if isinstance(python_type, type) and issubclass(python_type, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in python_type)
+    return python_type.__name__ if isinstance(python_type, type) else str(python_type)
+
+
+def coerce(info: FieldInfo, value: Any, *, key: str, model: str) -> Any:
+    """``value`` as the column compares it, or a ``ValidationError`` under ``key`` saying what was expected.
+
+    Args:
+        info: the filterable path (``filter_fields(model)[path]``).
+        value: the caller's value (a str from a query string is parsed: ``"5"`` for an integer field).
+        key: the name the error is reported under (the filter key, or ``"cursor"``).
+        model: the model's name, for the error.
+
+    Raises:
+        ValidationError: the value is of another type, out of the column's range, or not storable text.
+    """
     try:
-        return _adapter(info.python_type).validate_python(value)
-    except PydanticValidationError:
-        expected = info.python_type.__name__ if isinstance(info.python_type, type) else str(info.python_type)
-        if isinstance(info.python_type, type) and issubclass(info.python_type, enum.Enum):
-            expected = "one of " + ", ".join(repr(m.value) for m in info.python_type)
+        return _adapter(value_type(info.field, "filter")).validate_python(value)
+    except PydanticValidationError as exc:
+        reason = exc.errors(include_url=False)[0]["msg"]
         raise ValidationError(
-            {key: f"expected {expected}, got {type(value).__name__} {value!r:.60}"}, model=model
+            {key: f"expected {_expected(info.field)} ({reason}), got {type(value).__name__} {value!r:.60}"},
+            model=model,
         ) from None
 
 
@@ -145,42 +153,89 @@ def _split(key: str, allowed: Mapping[str, FieldInfo], model: str) -> tuple[Fiel
     )
 
 
-def build_filters(model: type, filters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Validated Tortoise filter kwargs for ``filters``; raises ``ValidationError`` naming the bad key."""
+def _text(key: str, value: Any, model: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError({key: f"expected str, got {type(value).__name__}"}, model=model)
+    try:
+        return storable_text(value)
+    except PydanticCustomError as exc:
+        raise ValidationError({key: exc.message()}, model=model) from None
+
+
+def _lookup(key: str, info: FieldInfo, operator: str, value: Any, model: str) -> tuple[str, Any]:
+    """The Tortoise lookup (``"<column>__<op>"``) and coerced value; null tests become ``__isnull``."""
+    if operator in ("isnull", "not_isnull"):
+        if not isinstance(value, bool):
+            raise ValidationError({key: "expected true or false"}, model=model)
+        return f"{info.column}__isnull", value if operator == "isnull" else not value
+    if value is None and operator in ("exact", "not"):
+        return f"{info.column}__isnull", operator == "exact"
+    if operator in LIST_OPERATORS:
+        if not isinstance(value, list | tuple | set | frozenset) or len(value) > MAX_IN_VALUES:
+            raise ValidationError({key: f"expected a list of at most {MAX_IN_VALUES} values"}, model=model)
+        coerced: Any = [coerce(info, item, key=key, model=model) for item in value]
+    elif operator == "range":
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise ValidationError({key: "expected a [low, high] pair"}, model=model)
+        coerced = [coerce(info, item, key=key, model=model) for item in value]
+    elif operator in TEXT_OPERATORS:
+        if not info.is_text:
+            raise ValidationError({key: f"{operator!r} works on text fields only"}, model=model)
+        coerced = _text(key, value, model)
+    else:
+        coerced = coerce(info, value, key=key, model=model)
+    return (info.column if operator == "exact" else f"{info.column}__{operator}"), coerced
+
+
+def _having_related(model: type, hops: tuple[str, ...], condition: Q) -> Q:
+    """Rows of ``model`` with at least one live row along ``hops`` meeting ``condition`` (a subquery: no
+    join, so no row repeated)."""
+    relation = model._meta.fields_map[hops[0]]
+    related = relation.related_model
+    inner = related.filter(_having_related(related, hops[1:], condition) if hops[1:] else condition)
+    if isinstance(relation, ForeignKeyFieldInstance):  # this row points at one related row
+        target = relation.to_field_instance.model_field_name
+        return Q(**{f"{relation.source_field}__in": Subquery(inner.values(target))})
+    own_key = relation.to_field_instance.model_field_name  # related rows point at this row
+    return Q(**{f"{own_key}__in": Subquery(inner.values(relation.relation_field))})
+
+
+def _through_relation(model: type, info: FieldInfo, lookup: str, value: Any) -> Q:
+    if lookup.endswith("__isnull"):  # "no live related row has a value" / "one has"
+        present = _having_related(model, info.hops, Q(**{lookup: False}))
+        if not value:
+            return present
+        pk = model._meta.pk_attr
+        return ~Q(**{f"{pk}__in": Subquery(QuerySet(model).filter(present).values(pk))})
+    return _having_related(model, info.hops, Q(**{lookup: value}))
+
+
+def filter_q(model: type, filters: Mapping[str, Any] | None) -> Q | None:
+    """The validated condition for ``filters`` (all must hold), or None when there are none.
+
+    Args:
+        model: the model filtered.
+        filters: ``{"<path>[__<operator>]": value}`` from the caller.
+
+    Returns:
+        A Tortoise ``Q`` to pass to ``QuerySet.filter``.
+
+    Raises:
+        ValidationError: naming the first bad key (unknown path or operator, value of the wrong type).
+    """
     if not filters:
-        return {}
+        return None
     if not isinstance(filters, Mapping):
         raise ValidationError({"filters": "must be a mapping of field lookups to values"}, model=model.__name__)
     name = model.__name__
     allowed = filter_fields(model)
-    built: dict[str, Any] = {}
+    conditions = []
     for key, value in filters.items():
         info, operator = _split(key, allowed, name)
-        if operator in ("isnull", "not_isnull"):
-            if not isinstance(value, bool):
-                raise ValidationError({key: "expected true or false"}, model=name)
-            coerced: Any = value
-        elif operator in LIST_OPERATORS:
-            if not isinstance(value, list | tuple | set | frozenset) or len(value) > MAX_IN_VALUES:
-                raise ValidationError({key: f"expected a list of at most {MAX_IN_VALUES} values"}, model=name)
-            coerced = [_coerce(key, info, item, name) for item in value]
-        elif operator == "range":
-            if not isinstance(value, list | tuple) or len(value) != 2:
-                raise ValidationError({key: "expected a [low, high] pair"}, model=name)
-            coerced = [_coerce(key, info, item, name) for item in value]
-        elif operator in TEXT_OPERATORS:
-            if not info.is_text:
-                raise ValidationError({key: f"{operator!r} works on text fields only"}, model=name)
-            if not isinstance(value, str):
-                raise ValidationError({key: f"expected str, got {type(value).__name__}"}, model=name)
-            coerced = value
-        elif value is None and operator in ("exact", "not"):
-            built[f"{info.path}__{'isnull' if operator == 'exact' else 'not_isnull'}"] = True
-            continue
-        else:
-            coerced = _coerce(key, info, value, name)
-        built[info.path if operator == "exact" else f"{info.path}__{operator}"] = coerced
-    return built
+        lookup, coerced = _lookup(key, info, operator, value, name)
+        own = not info.hops
+        conditions.append(Q(**{lookup: coerced}) if own else _through_relation(model, info, lookup, coerced))
+    return Q(*conditions)
 
 
 def search_q(model: type, search: str | None) -> Q | None:
@@ -193,16 +248,24 @@ def search_q(model: type, search: str | None) -> Q | None:
     searchable = getattr(model, "searchable_fields", ())
     if not searchable:
         raise ValidationError({"search": "this model declares no searchable fields"}, model=name)
+    search = _text("search", search, name)
     return Q(*(Q(**{f"{field}__icontains": search}) for field in searchable), join_type="OR")
 
 
 def check_sort(model: type, sort_by: str | None, sort_order: str) -> tuple[str, bool]:
     """Validate ``sort_by`` / ``sort_order``; returns ``(field, descending)``."""
     name = model.__name__
-    if sort_order not in ("asc", "desc"):
+    if not isinstance(sort_order, str) or (sort_order := sort_order.lower()) not in ("asc", "desc"):
         raise ValidationError({"sort_order": "expected 'asc' or 'desc'"}, model=name)
     allowed = sort_fields(model)
     sort_by = sort_by or ("created_at" if "created_at" in allowed else "id")
     if not isinstance(sort_by, str) or sort_by not in allowed:
         raise ValidationError({"sort_by": f"not sortable; use one of {', '.join(sorted(allowed))}"}, model=name)
     return sort_by, sort_order == "desc"
+
+
+def check_flags(model: type, **flags: Any) -> None:
+    """``include_deleted`` and the like must be ``True`` or ``False``: ``"no"`` would read as true."""
+    wrong = {name: "expected true or false" for name, value in flags.items() if not isinstance(value, bool)}
+    if wrong:
+        raise ValidationError(wrong, model=model.__name__)

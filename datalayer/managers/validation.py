@@ -1,34 +1,29 @@
-"""Validating create/update input with pydantic, declared per model or derived from its fields."""
+"""Validating create/update input with pydantic, declared per model or derived from its fields.
+
+Every value written passes the field's ``values.value_type`` (date-times in UTC, integers within the column,
+storable text, canonical JSON), whether the schema is derived or declared: a declared schema's output is
+checked again with the derived one, so what ``create``/``update`` return is what ``get`` returns.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Annotated, Any, Literal, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, create_model, with_config
+from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model, with_config
 from pydantic import ValidationError as PydanticValidationError
 from tortoise import fields as tf
 from typing_extensions import NotRequired, Required, TypedDict
 
 from datalayer.errors import ValidationError
-from datalayer.managers.filters import python_type_of
+from datalayer.managers.values import value_type
 
 #: columns the layer owns; input may never set them
 MANAGED_FIELDS = frozenset(
     {"created_at", "updated_at", "deleted_at", "deleted_by", "created_by", "updated_by", "version"}
 )
 Purpose = Literal["create", "update"]
-
-
-def _annotation(field: tf.Field) -> Any:
-    if isinstance(field, tf.JSONField):
-        return Any
-    python_type = python_type_of(field)
-    max_length = getattr(field, "max_length", None)
-    if python_type is str and max_length:
-        return Annotated[str, StringConstraints(max_length=max_length)]
-    return python_type
 
 
 def writable_fields(model: type) -> dict[str, tf.Field]:
@@ -48,9 +43,9 @@ def _input_fields(model: type, purpose: Purpose) -> dict[str, tuple[Any, bool]]:
     """Each writable field's annotation and whether ``purpose`` requires it (the column needs a value)."""
     definitions: dict[str, tuple[Any, bool]] = {}
     for name, field in writable_fields(model).items():
-        annotation = _annotation(field)
+        annotation = value_type(field, "input")
         if field.null:
-            annotation = Optional[annotation]  # noqa: UP007 - runtime construction
+            annotation = Optional[annotation]  # noqa: UP045 - runtime construction
         required = (
             purpose == "create"
             and not field.null
@@ -126,9 +121,12 @@ def validate_input(model: type, data: Mapping[str, Any] | BaseModel, purpose: Pu
         )
     try:
         validated = schema.model_validate(dict(mapping))
+        values = {key: value for key, value in validated.model_dump(exclude_unset=True).items() if key in allowed}
+        if schema is not derived_schema(model, purpose):
+            values = derived_schema(model, "update").model_validate(values).model_dump(exclude_unset=True)
     except PydanticValidationError as exc:
         raise ValidationError(field_messages(exc, list(allowed)), model=name) from None
-    return {key: value for key, value in validated.model_dump(exclude_unset=True).items() if key in allowed}
+    return values
 
 
 @cache
@@ -177,4 +175,9 @@ def validate_many(
     extra = _extra_schema_fields(model, schema)
     if extra:
         dumped = [{key: value for key, value in item.items() if key not in extra} for item in dumped]
-    return dumped
+    conform = _list_adapter(derived_schema(model, "update"))
+    try:
+        return conform.dump_python(conform.validate_python(dumped), exclude_unset=True)  # type: ignore[no-any-return]
+    except PydanticValidationError as exc:
+        raise ValidationError({_row_key(key, first_index): text
+                               for key, text in field_messages(exc, list(allowed)).items()}, model=name) from None
