@@ -13,8 +13,6 @@ from typing import Any
 
 from tortoise.indexes import Index
 
-_INDEX_FIELDS: dict[str, tuple[str, ...]] = {}
-
 
 @dataclass(frozen=True)
 class LiveUnique:
@@ -31,14 +29,62 @@ class LiveUnique:
 
 
 def live_unique_index_name(table: str, rule: LiveUnique) -> str:
-    name = f"ux_{table}_{'_'.join(rule.fields)}_live"
-    _INDEX_FIELDS[name] = rule.fields
-    return name
+    return f"ux_{table}_{'_'.join(rule.fields)}_live"
 
 
-def fields_of_unique_index(name: str) -> tuple[str, ...]:
-    """The model fields behind one of our index names (used to name the field in a ``ConflictError``)."""
-    return _INDEX_FIELDS.get(name, ())
+def unique_names(model: type) -> dict[str, tuple[str, ...]]:
+    """The names the database gives ``model``'s unique rules, each mapped to the model fields it covers.
+
+    Derived from the model alone, so it holds however the schema was made (migrations, ``generate_schemas``,
+    by hand): our live-unique indexes, and PostgreSQL's ``<table>_<column>_key`` for ``unique=True`` fields.
+
+    Args:
+        model: a Tortoise model class.
+
+    Returns:
+        ``{index or constraint name: (field, ...)}``.
+    """
+    table = model._meta.db_table
+    names = {
+        live_unique_index_name(table, rule): rule.fields
+        for rule in map(LiveUnique.of, getattr(model, "live_unique_fields", ()))
+    }
+    for name, field in model._meta.fields_map.items():
+        if field.unique and not field.pk and name in model._meta.fields_db_projection:
+            names[f"{table}_{model._meta.fields_db_projection[name]}_key"] = (name,)
+    return names
+
+
+def fields_of_unique_index(name: str, models: Iterable[type]) -> tuple[str, ...]:
+    """The model fields behind a unique index or constraint name, looked up among ``models``.
+
+    Args:
+        name: the index or constraint name the database reported.
+        models: the loaded model classes.
+
+    Returns:
+        The fields, or ``()`` when no model declares a rule of that name.
+    """
+    for model in models:
+        if fields := unique_names(model).get(name):
+            return fields
+    return ()
+
+
+def fields_of_columns(table: str | None, columns: Sequence[str], models: Iterable[type]) -> tuple[str, ...]:
+    """The model fields stored in ``columns`` of ``table`` (a column no model maps is kept as it is).
+
+    Args:
+        table: the table the database reported, if any.
+        columns: bare column names.
+        models: the loaded model classes.
+
+    Returns:
+        One field name per column, in order.
+    """
+    owner = next((model for model in models if model._meta.db_table == table), None) if table else None
+    by_column = {column: field for field, column in owner._meta.fields_db_projection.items()} if owner else {}
+    return tuple(by_column.get(column, column) for column in columns)
 
 
 def live_unique_sql(model: type) -> list[str]:
