@@ -128,7 +128,8 @@ async def test_database_stats_count_rows_per_table_tasks_by_status_and_the_size(
     for title in ("a", "b"):
         await ctx.tasks.create({"title": title})
     done = await ctx.tasks.create({"title": "c"})
-    await ctx.tasks.update(done.id, {"status": "completed"})
+    await ctx.tasks.start_task(done.id, "worker-1")
+    await ctx.tasks.complete_task(done.id)
     stats = await ctx.get_database_stats()
     assert stats["tables"]["test_article"]["rows"] == 1
     assert stats["tasks_by_status"] == {"pending": 2, "completed": 1}

@@ -1,19 +1,25 @@
-"""Agent work: tasks with a guarded lifecycle and a safe work queue, analyses, code files, configuration."""
+"""Agent work (seed 001): tasks with a guarded lifecycle and a safe work queue, analyses, code files, configuration.
+
+Domain rules: a task's ``status`` moves only along ``TASK_TRANSITIONS`` and ``attempts`` counts its starts,
+so both change through the lifecycle methods alone; counters and sizes are never negative.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import TypeAdapter
+from pydantic import (
+    PydanticSchemaGenerationError,
+    PydanticUndefinedAnnotation,
+    PydanticUserError,
+    TypeAdapter,
+)
 from pydantic import ValidationError as PydanticValidationError
 from tortoise import timezone
 from tortoise.functions import Count
 
-from datalayer.errors import NotFoundError, ValidationError
-from datalayer.managers import auditing
-from datalayer.managers.base import ModelManager
 from datalayer.agent.models import (
     TASK_TRANSITIONS,
     CodeFile,
@@ -22,7 +28,12 @@ from datalayer.agent.models import (
     Task,
     TaskStatus,
 )
+from datalayer.core import rules
 from datalayer.core.audit_log import AuditAction
+from datalayer.errors import ConflictError, NotFoundError, ValidationError
+from datalayer.managers import auditing
+from datalayer.managers.base import ModelManager
+from datalayer.managers.validation import validate_input
 from datalayer.transactions import transaction
 from datalayer.translate import translated
 
@@ -30,18 +41,37 @@ T = TypeVar("T")
 _MISSING = object()
 
 
+def _adapter(as_type: Any) -> TypeAdapter[Any]:
+    """A pydantic adapter of ``as_type``; ``ValidationError`` when ``as_type`` is not a type it can check."""
+    try:
+        adapter: TypeAdapter[Any] = TypeAdapter(as_type)
+        adapter.rebuild(raise_errors=True)  # a forward reference such as "bogus" fails here, not later
+        return adapter
+    except (PydanticSchemaGenerationError, PydanticUndefinedAnnotation, PydanticUserError, TypeError, KeyError):
+        raise ValidationError({"as_type": f"{as_type!r:.60} is not a type; pass e.g. int or list[str]"},
+                              model="Configuration") from None
+
+
 class TaskManager(ModelManager[Task]):
     """``ctx.tasks``: status changes go through ``TASK_TRANSITIONS``; ``claim_next`` is a work queue."""
 
     model = Task
+    guarded_fields: ClassVar = {
+        "status": "start_task, complete_task, fail_task, cancel_task or claim_next (TASK_TRANSITIONS)",
+        "attempts": "start_task or claim_next (each start counts one)",
+    }
+    #: a created task may start in any status (imports, seeds), with counters that are never negative
+    field_checks: ClassVar = {"attempts": rules.at_least(0), "max_retries": rules.at_least(0)}
 
     async def find_by_status(self, status: TaskStatus | str, *, limit: int = 100) -> list[Task]:
+        limit = rules.whole_number(limit, field="limit", model="Task", maximum=1000)
         with translated("Task"):
             return list(await self.query().filter(status=self._status(status))
                         .order_by("-priority", "created_at").limit(limit))
 
     async def find_overdue(self, *, limit: int = 100) -> list[Task]:
         """Unfinished tasks (pending or running) whose ``due_at`` has passed, most overdue first."""
+        limit = rules.whole_number(limit, field="limit", model="Task", maximum=1000)
         with translated("Task"):
             return list(await self.query().filter(
                 status__in=[TaskStatus.PENDING, TaskStatus.RUNNING], due_at__lt=timezone.now()
@@ -54,12 +84,7 @@ class TaskManager(ModelManager[Task]):
 
     @staticmethod
     def _status(status: TaskStatus | str) -> TaskStatus:
-        try:
-            return TaskStatus(status)
-        except ValueError:
-            allowed = ", ".join(s.value for s in TaskStatus)
-            raise ValidationError({"status": f"unknown status {status!r}; use one of {allowed}"},
-                                  model="Task") from None
+        return rules.enum_member(TaskStatus, status, field="status", model="Task")
 
     async def _transition(
         self, task_id: Any, target: TaskStatus, values: Callable[[Task], dict[str, Any]]
@@ -76,7 +101,9 @@ class TaskManager(ModelManager[Task]):
             raise ValidationError(
                 {"status": f"a {task.status.value} task cannot become {target.value}"}, model="Task"
             )
-        values = {"status": target, **values}
+        values = validate_input(Task, {"status": target, **values}, "update")
+        if errors := self.domain_errors(values, partial=True):
+            raise ValidationError(errors, model="Task")
         changes = auditing.diff(Task, task, values)
         await self._apply(task, values)
         await auditing.write_audit(Task, AuditAction.UPDATE, task.pk, changes)
@@ -84,7 +111,8 @@ class TaskManager(ModelManager[Task]):
         return task
 
     async def start_task(self, task_id: Any, assigned_to: str) -> Task:
-        """pending -> running, counting the attempt."""
+        """pending -> running, counting the attempt; ``assigned_to`` names the worker (a non-empty string)."""
+        rules.text(assigned_to, field="assigned_to", model="Task")
         return await self._transition(task_id, TaskStatus.RUNNING, lambda task: self._running(task, assigned_to))
 
     @staticmethod
@@ -118,6 +146,7 @@ class TaskManager(ModelManager[Task]):
         chosen row with ``FOR UPDATE SKIP LOCKED`` (others skip it instead of waiting); SQLite has one
         writer at a time and the transaction holds it.
         """
+        rules.text(worker, field="worker", model="Task")
         async with transaction():
             with translated("Task"):
                 queryset = self.query().filter(status=TaskStatus.PENDING)
@@ -153,6 +182,7 @@ class ProjectAnalysisManager(ModelManager[ProjectAnalysis]):
 
 class CodeFileManager(ModelManager[CodeFile]):
     model = CodeFile
+    field_checks: ClassVar = {"size_bytes": rules.at_least(0, " bytes")}
 
     async def find_by_project_analysis_id(self, project_analysis_id: Any) -> list[CodeFile]:
         with translated("CodeFile"):
@@ -166,6 +196,7 @@ class ConfigurationManager(ModelManager[Configuration]):
     model = Configuration
 
     async def find_by_key(self, key: str) -> Configuration | None:
+        rules.text(key, field="key", model="Configuration")
         with translated("Configuration"):
             return await self.query().filter(key=key).first()
 
@@ -182,7 +213,7 @@ class ConfigurationManager(ModelManager[Configuration]):
         if as_type is None:
             return found.value
         try:
-            return TypeAdapter(as_type).validate_python(found.value)
+            return _adapter(as_type).validate_python(found.value)
         except PydanticValidationError:
             raise ValidationError({key: f"stored value {found.value!r:.60} is not a {as_type!r}"},
                                   model="Configuration") from None
@@ -192,9 +223,14 @@ class ConfigurationManager(ModelManager[Configuration]):
         as_type: type[T] | Any = None,
     ) -> Configuration:
         """Create or replace ``key``; with ``as_type`` the value is checked first. JSON-able values only."""
+        try:
+            rules.json_value(value)
+        except ValueError as exc:
+            raise ValidationError({key: str(exc)}, model="Configuration") from None
         if as_type is not None:
             try:
-                value = TypeAdapter(as_type).dump_python(TypeAdapter(as_type).validate_python(value), mode="json")
+                adapter = _adapter(as_type)
+                value = adapter.dump_python(adapter.validate_python(value), mode="json")
             except PydanticValidationError:
                 raise ValidationError({key: f"value {value!r:.60} is not a {as_type!r}"},
                                       model="Configuration") from None
@@ -203,10 +239,16 @@ class ConfigurationManager(ModelManager[Configuration]):
             fields["scope"] = scope
         if description is not None:
             fields["description"] = description
-        async with transaction():
-            found = await self.find_by_key(key)
-            if found is not None:
-                return await self.update(found.pk, fields)
-            # a new instance decodes str input as JSON text (Tortoise), so hand it the encoded string
-            fields["value"] = json.dumps(value) if isinstance(value, str) else value
-            return await self.create({"key": key, **fields})
+        for attempt in (1, 2):  # a concurrent caller may create the key between our read and our insert
+            try:
+                async with transaction():  # a savepoint in a caller's transaction: a lost race leaves it usable
+                    found = await self.find_by_key(key)
+                    if found is not None:
+                        return await self.update(found.pk, fields)
+                    # a new instance decodes str input as JSON text (Tortoise), so hand it the encoded string
+                    encoded = json.dumps(value) if isinstance(value, str) else value
+                    return await self.create({"key": key, **fields, "value": encoded})
+            except ConflictError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")

@@ -70,6 +70,7 @@ class ParsedRequest(AuditedModel):
     error_message = fields.TextField(null=True)
 
     searchable_fields: ClassVar = ("raw_input", "intent")
+    filter_relations: ClassVar = ("user__username", "user__email")
 
     class Meta:
         table = "parsed_requests"
@@ -87,6 +88,9 @@ class ProjectAnalysis(AuditedModel):
     completed_at = fields.DatetimeField(null=True)
 
     searchable_fields: ClassVar = ("project_name",)
+    filter_relations: ClassVar = (
+        "parsed_request__user__username", "files__path", "files__language", "tasks__status",
+    )
 
     class Meta:
         table = "project_analyses"
@@ -113,6 +117,7 @@ class Task(AuditedModel):
     error_message = fields.TextField(null=True)
 
     searchable_fields: ClassVar = ("title", "description")
+    filter_relations: ClassVar = ("project_analysis__project_name", "parsed_request__user__username")
 
     class Meta:
         table = "tasks"
@@ -136,6 +141,7 @@ class CodeFile(AuditedModel):
     storage_ref = fields.CharField(max_length=1000, null=True)
 
     searchable_fields: ClassVar = ("path",)
+    filter_relations: ClassVar = ("project_analysis__project_name",)
     live_unique_fields: ClassVar = (LiveUnique(("project_analysis_id", "path")),)
 
     class Meta:

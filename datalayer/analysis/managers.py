@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from tortoise import Tortoise, timezone
 
-from datalayer.errors import ValidationError
-from datalayer.managers.base import ModelManager
+from datalayer.analysis.models import AnalysisFile, DataAnalysis, LogLevel, SystemLog, ToolGeneration
+from datalayer.core import rules
 from datalayer.core.accounts import Session, SessionStatus, User
-from datalayer.analysis.models import DataAnalysis, LogLevel, SystemLog, ToolGeneration
+from datalayer.managers.base import ModelManager
 from datalayer.transactions import transaction
 from datalayer.translate import translated
 
@@ -26,13 +26,11 @@ class SystemLogManager(ModelManager[SystemLog]):
     async def log_system_event(
         self, service: str, level: LogLevel | str, message: str, details: dict[str, Any] | None = None
     ) -> SystemLog:
-        """Store one event (and pass it to the ``datalayer.system_logs`` logger at the same level)."""
-        try:
-            level = LogLevel(level.upper() if isinstance(level, str) else level)
-        except ValueError:
-            allowed = ", ".join(item.value for item in LogLevel)
-            raise ValidationError({"level": f"unknown level {level!r}; use one of {allowed}"},
-                                  model="SystemLog") from None
+        """Store one event (and pass it to the ``datalayer.system_logs`` logger at the same level).
+
+        ``level`` is a ``LogLevel`` or its name in any case; ``ValidationError`` for anything else.
+        """
+        level = rules.enum_member(LogLevel, level, field="level", model="SystemLog")
         entry = await self.create({"service": service, "level": level, "message": message,
                                    "details": details or {}})
         log.log(logging.getLevelName(level.value), "%s: %s", service, message)
@@ -41,13 +39,15 @@ class SystemLogManager(ModelManager[SystemLog]):
     async def find_recent(
         self, *, service: str | None = None, level: LogLevel | str | None = None, limit: int = 100
     ) -> list[SystemLog]:
+        """Newest events first, optionally of one service and/or level (``limit`` at most 1000)."""
+        limit = rules.whole_number(limit, field="limit", model="SystemLog", maximum=1000)
         queryset = self.query()
         if service is not None:
-            queryset = queryset.filter(service=service)
+            queryset = queryset.filter(service=rules.text(service, field="service", model="SystemLog"))
         if level is not None:
-            queryset = queryset.filter(level=LogLevel(level))
+            queryset = queryset.filter(level=rules.enum_member(LogLevel, level, field="level", model="SystemLog"))
         with translated("SystemLog"):
-            return list(await queryset.order_by("-created_at").limit(min(limit, 1000)))
+            return list(await queryset.order_by("-created_at").limit(limit))
 
     async def get_database_stats(self) -> dict[str, Any]:
         """Rows per table (live and soft-deleted) and activity in the last 24 hours."""
@@ -84,8 +84,7 @@ class SystemLogManager(ModelManager[SystemLog]):
         Returns how many rows went from each table. Nothing else is touched: soft-deleted business rows
         stay restorable.
         """
-        if not isinstance(days, int) or days < 1:
-            raise ValidationError({"days": "must be a whole number of days >= 1"}, model="SystemLog")
+        rules.whole_number(days, field="days", model="SystemLog", minimum=1)
         cutoff = timezone.now() - dt.timedelta(days=days)
         async with transaction():
             with translated("cleanup"):
@@ -95,3 +94,11 @@ class SystemLogManager(ModelManager[SystemLog]):
                     status__in=[SessionStatus.EXPIRED, SessionStatus.TERMINATED], updated_at__lt=cutoff
                 ).delete()
         return {"system_logs": logs, "sessions": sessions}
+
+
+class AnalysisFileManager(ModelManager[AnalysisFile]):
+    """``ctx.analysis_files``: a file's size is never negative."""
+
+    model = AnalysisFile
+
+    field_checks: ClassVar = {"size_bytes": rules.at_least(0, " bytes")}

@@ -37,6 +37,7 @@ class DataAnalysis(AuditedModel):
     completed_at = fields.DatetimeField(null=True)
 
     searchable_fields: ClassVar = ("title", "description")
+    filter_relations: ClassVar = ("user__username", "user__email", "files__filename", "files__file_type")
 
     class Meta:
         table = "data_analyses"
@@ -51,6 +52,7 @@ class AnalysisFile(AuditedModel):
     storage_path = fields.CharField(max_length=1000)
 
     searchable_fields: ClassVar = ("filename",)
+    filter_relations: ClassVar = ("analysis__title", "analysis__user__username")
 
     class Meta:
         table = "analysis_files"
@@ -64,6 +66,8 @@ class ToolGeneration(AuditedModel):
     status = fields.CharEnumField(JobStatus, max_length=16, default=JobStatus.PENDING)
     result = fields.JSONField(null=True)
     error_message = fields.TextField(null=True)
+
+    filter_relations: ClassVar = ("user__username", "user__email")
 
     class Meta:
         table = "tool_generations"

@@ -59,6 +59,7 @@ class Character(AuditedModel):
     metadata = fields.JSONField(default=dict)
 
     searchable_fields: ClassVar = ("name", "prompt")
+    filter_relations: ClassVar = ("user__username", "user__email", "template__name")
 
     class Meta:
         table = "characters"

@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from tortoise import fields
 
+from datalayer.core.rules import email_address, web_url
 from datalayer.models.base import AuditedModel
 from datalayer.schema import LiveUnique
 from datalayer.security.passwords import is_bcrypt_hash
@@ -44,25 +45,17 @@ class SessionStatus(str, Enum):
     TERMINATED = "terminated"
 
 
-def _normal_email(value: str) -> str:
-    value = value.strip().lower()
-    local, _, domain = value.partition("@")
-    if not local or "." not in domain or " " in value:
-        raise ValueError("is not an email address; expected name@example.com")
-    return value
-
-
 def _bcrypt_only(value: str) -> str:
     if not is_bcrypt_hash(value):
         raise ValueError("must be a bcrypt hash; pass `password` to create_user/change_password instead")
     return value
 
 
-Email = Annotated[str, Field(max_length=255), AfterValidator(_normal_email)]
+Email = Annotated[str, Field(max_length=255), AfterValidator(email_address)]
 Username = Annotated[str, Field(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")]
 PasswordHash = Annotated[str, AfterValidator(_bcrypt_only)]
 Name = Annotated[str, Field(max_length=100)]
-Url = Annotated[str, Field(max_length=500)]
+Url = Annotated[str, Field(max_length=500), AfterValidator(web_url)]
 
 
 class UserProfileUpdate(BaseModel):
@@ -160,7 +153,7 @@ class Session(AuditedModel):
     status = fields.CharEnumField(SessionStatus, max_length=16, default=SessionStatus.ACTIVE)
 
     secret_fields: ClassVar = ("token_hash",)
-    filter_relations: ClassVar = ("user__email",)
+    filter_relations: ClassVar = ("user__email", "user__username")
 
     class Meta:
         table = "sessions"
@@ -184,6 +177,7 @@ class ApiKey(AuditedModel):
     revoked_at = fields.DatetimeField(null=True)
 
     secret_fields: ClassVar = ("key_hash",)
+    filter_relations: ClassVar = ("user__email", "user__username")
 
     class Meta:
         table = "api_keys"

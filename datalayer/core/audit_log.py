@@ -1,4 +1,5 @@
-"""The audit trail: one row per write through a manager, in the same transaction as the write."""
+"""The audit trail: one row per write through a manager, in the same transaction as the write, and one row
+per security event (seed 000: "audit logging for security events")."""
 
 from __future__ import annotations
 
@@ -16,10 +17,21 @@ class AuditAction(str, Enum):
     DELETE = "delete"
     RESTORE = "restore"
     HARD_DELETE = "hard_delete"
+    # security events (values fit the 16-character column): ``changes`` holds what happened, never a secret
+    LOGIN_FAILED = "login_failed"
+    ACCOUNT_LOCKED = "account_locked"
+    ACCOUNT_UNLOCKED = "account_unlocked"
+    KEY_REJECTED = "key_rejected"
+    KEY_REVOKED = "key_revoked"
+    KEY_ROTATED = "key_rotated"
 
 
 class AuditLog(RecordModel):
-    """``changes`` maps each field to ``[old, new]``; secret fields show as ``"***"``."""
+    """``changes`` maps each field to ``[old, new]``; secret fields show as ``"***"``.
+
+    A security event's ``changes`` describes it instead, e.g. ``{"reason": "wrong_password"}``; its
+    ``record_id`` is the user's or key's id, or ``""`` when no row matched (an unknown email or key).
+    """
 
     actor_id = fields.UUIDField(null=True)
     action = fields.CharEnumField(AuditAction, max_length=16)

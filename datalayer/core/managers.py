@@ -1,45 +1,42 @@
-"""Managers of the core pack: users (passwords, authentication, profiles, statistics), login sessions, API
-keys, and reading the audit trail."""
+"""Managers of the core pack: users (passwords, authentication, profiles, statistics) and reading the audit
+trail; login sessions and API keys are in ``credentials.py``.
+
+Domain rules of users (seeds 000 and 003): a real email address (email-validator, no DNS) and an http(s)
+``avatar_url``; the tier and its daily quota move together (``set_subscription``); locking and unlocking an
+account (``deactivate_user``/``activate_user``) and every failed login are security events.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from tortoise import timezone
 from tortoise.functions import Count
 
+from datalayer.core import rules
+from datalayer.core.accounts import TIER_DAILY_QUOTA, SubscriptionTier, User, UserCreate, UserProfileUpdate
+from datalayer.core.audit_log import AuditAction, AuditLog
+from datalayer.core.credentials import ApiKeyManager, SessionManager
+from datalayer.core.security_events import SECURITY_ACTIONS, record_event
 from datalayer.errors import ValidationError
 from datalayer.managers.base import Input, ModelManager
 from datalayer.managers.by_key import fetch_by
 from datalayer.managers.pagination import Page
 from datalayer.managers.settings_aware import SettingsAware
 from datalayer.managers.validation import field_messages
-from datalayer.core.audit_log import AuditLog
-from datalayer.core.accounts import (
-    TIER_DAILY_QUOTA,
-    ApiKey,
-    Session,
-    SessionStatus,
-    SubscriptionTier,
-    User,
-    UserCreate,
-    UserProfileUpdate,
-)
-from datalayer.security import passwords, tokens
+from datalayer.security import passwords
 from datalayer.transactions import transaction
 from datalayer.translate import translated
 
 
 def parse(schema: type[BaseModel], data: Mapping[str, Any] | BaseModel, model: str) -> dict[str, Any]:
     """Validate ``data`` with ``schema``; keys the caller set, or a ``ValidationError`` naming each field."""
-    if isinstance(data, BaseModel):
-        data = data.model_dump(exclude_unset=True)
     try:
-        return schema.model_validate(dict(data)).model_dump(exclude_unset=True)
+        return schema.model_validate(rules.mapping_of(data, model=model)).model_dump(exclude_unset=True)
     except PydanticValidationError as exc:
         raise ValidationError(field_messages(exc, list(schema.model_fields)), model=model) from None
 
@@ -49,10 +46,24 @@ def start_of_day(now: dt.datetime | None = None) -> dt.datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def with_tier_quota(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the tier's daily quota when none is given (an unknown tier is left to validation)."""
+    if values.get("daily_quota") is None:
+        try:
+            values["daily_quota"] = TIER_DAILY_QUOTA[SubscriptionTier(values.get("subscription_tier", "free"))]
+        except (ValueError, TypeError):
+            pass
+    return values
+
+
 class UserManager(SettingsAware, ModelManager[User]):
     """``ctx.users``: accounts with bcrypt passwords (cost ``BCRYPT_ROUNDS``, hashed off the event loop)."""
 
     model = User
+    guarded_fields: ClassVar = {
+        "subscription_tier": "set_subscription (which also moves daily_quota to the tier's)",
+        "is_active": "activate_user / deactivate_user (security events)",
+    }
 
     @property
     def rounds(self) -> int:
@@ -65,34 +76,55 @@ class UserManager(SettingsAware, ModelManager[User]):
         return await passwords.verify_password(password, password_hash, self.rounds)
 
     async def create(self, data: Input) -> User:
-        """Create from profile data plus ``password`` (hashed here) or an existing bcrypt ``password_hash``."""
-        values = dict(data.model_dump(exclude_unset=True) if isinstance(data, BaseModel) else data)
+        """Create from profile data plus ``password`` (hashed here) or an existing bcrypt ``password_hash``.
+
+        Without ``daily_quota`` the user gets their tier's (``TIER_DAILY_QUOTA``, seed 003).
+        """
+        values = rules.mapping_of(data, model="User")
         if "password" in values:
             values = parse(UserCreate, values, "User")
             values["password_hash"] = await self.hash_password(values.pop("password"))
-        tier = SubscriptionTier(values.get("subscription_tier", SubscriptionTier.FREE))
-        if values.get("daily_quota") is None:
-            values["daily_quota"] = TIER_DAILY_QUOTA[tier]
-        return await super().create(values)
+        return await super().create(with_tier_quota(values))
+
+    async def bulk_create(self, rows: Iterable[Input]) -> list[User]:
+        """Insert many users (``password_hash`` only), each with their tier's quota unless given."""
+        def completed(row: Any) -> Any:  # anything else is left for validation to name
+            if isinstance(row, BaseModel):
+                row = row.model_dump()
+            return with_tier_quota(dict(row)) if isinstance(row, Mapping) else row
+
+        return await super().bulk_create(completed(row) for row in rows)
 
     async def create_user(self, email: str, password: str, **profile: Any) -> User:
         """A new user; ``ValidationError`` for bad input (password over 72 bytes), ``ConflictError`` if taken."""
         return await self.create({"email": email, "password": password, **profile})
 
     async def find_by_email(self, email: str) -> User | None:
-        """The live user with this email, compared case-insensitively."""
+        """The live user with this email, compared case-insensitively; None for an address that is not one.
+
+        Raises ``ValidationError`` when ``email`` is not a string.
+        """
+        rules.text(email, field="email", model="User")
+        try:
+            normal = rules.email_address(email)
+        except ValueError:
+            return None
         with translated("User"):  # a login path: SQL built once (by_key), not through pypika per call
-            return await fetch_by(self.model, "email", email.strip().lower(), live_only=self._soft)
+            return await fetch_by(self.model, "email", normal, live_only=self._soft)
 
     async def authenticate(self, email: str, password: str) -> User | None:
         """The user when the password matches and the account is active, else None.
 
         Exactly one bcrypt check runs whether or not the email is known, so timing does not reveal accounts.
-        A hash made with a lower cost than ``BCRYPT_ROUNDS`` is replaced on a successful login.
+        A hash made with a lower cost than ``BCRYPT_ROUNDS`` is replaced on a successful login. A refusal is
+        a ``login_failed`` security event: its reason and the email (when it is one), never the password.
         """
-        user = await self.find_by_email(email) if isinstance(email, str) else None
+        user = await self.find_by_email(email) if isinstance(email, str) and email else None
         matches = await self.verify_password(password, user.password_hash if user else None)
         if user is None or not matches or not user.is_active:
+            reason = "unknown_email" if user is None else "wrong_password" if not matches else "account_locked"
+            await record_event(User, AuditAction.LOGIN_FAILED, user.pk if user else None, reason=reason,
+                               email=user.email if user else _email_or_none(email))
             return None
         if passwords.needs_rehash(user.password_hash, self.rounds):
             await self.update(user.pk, {"password_hash": await self.hash_password(password)})
@@ -108,23 +140,37 @@ class UserManager(SettingsAware, ModelManager[User]):
         if current_password is not None and not await self.verify_password(current_password, user.password_hash):
             raise ValidationError({"current_password": "does not match; give the user's current password"},
                                   model="User")
-        if len(new_password or "") < 8:
-            raise ValidationError({"password": "must be at least 8 characters"}, model="User")
+        if not isinstance(new_password, str) or len(new_password) < 8:
+            raise ValidationError({"password": "must be a string of at least 8 characters"}, model="User")
         return await self.update(user.pk, {"password_hash": await self.hash_password(new_password)})
 
     async def verify_user(self, user_id: Any) -> User:
         return await self.update(user_id, {"is_verified": True})
 
     async def activate_user(self, user_id: Any) -> User:
-        return await self.update(user_id, {"is_active": True})
+        """Unlock an account (an ``account_unlocked`` security event when it was locked)."""
+        return await self._set_active(user_id, True, AuditAction.ACCOUNT_UNLOCKED)
 
     async def deactivate_user(self, user_id: Any) -> User:
-        return await self.update(user_id, {"is_active": False})
+        """Lock an account: it can no longer log in (an ``account_locked`` security event when it was active)."""
+        return await self._set_active(user_id, False, AuditAction.ACCOUNT_LOCKED)
+
+    async def _set_active(self, user_id: Any, active: bool, event: AuditAction) -> User:
+        async with transaction():
+            with translated("User"):
+                user = await self._locked_row(self._key(user_id), deleted=False)
+            if user.is_active is active:
+                return user
+            with self.domain_write():
+                user = await self.update(user.pk, {"is_active": active})
+            await record_event(User, event, user.pk)
+        return user
 
     async def set_subscription(self, user_id: Any, tier: SubscriptionTier | str) -> User:
-        """Move a user to another tier and to that tier's daily quota."""
-        tier = SubscriptionTier(tier)
-        return await self.update(user_id, {"subscription_tier": tier, "daily_quota": TIER_DAILY_QUOTA[tier]})
+        """Move a user to another tier and to that tier's daily quota (``ValidationError`` for an unknown tier)."""
+        tier = rules.enum_member(SubscriptionTier, tier, field="subscription_tier", model="User")
+        with self.domain_write():
+            return await self.update(user_id, {"subscription_tier": tier, "daily_quota": TIER_DAILY_QUOTA[tier]})
 
     async def update_last_login(self, user_id: Any) -> User:
         """Stamp ``last_login_at`` now. Login telemetry: one UPDATE, no version bump and no audit row."""
@@ -166,118 +212,12 @@ class UserManager(SettingsAware, ModelManager[User]):
         }
 
 
-class SessionManager(ModelManager[Session]):
-    """``ctx.sessions``: the plain token goes to the client once; the row keeps its SHA-256 only."""
-
-    model = Session
-    default_ttl = dt.timedelta(days=7)
-
-    async def create_session(
-        self, user_id: Any, ttl: dt.timedelta | None = None, *, ip_address: str | None = None,
-        user_agent: str | None = None,
-    ) -> tuple[Session, str]:
-        """``(session, token)``; the token is not stored and cannot be shown again."""
-        ttl = self.default_ttl if ttl is None else ttl
-        if ttl.total_seconds() <= 0:
-            raise ValidationError({"ttl": "must be positive, e.g. timedelta(hours=1)"}, model="Session")
-        token = tokens.new_token()
-        session = await self.create({
-            "user_id": self._key(user_id), "token_hash": tokens.hash_token(token),
-            "expires_at": timezone.now() + ttl, "ip_address": ip_address, "user_agent": user_agent,
-        })
-        return session, token
-
-    async def find_by_token(self, token: str) -> Session | None:
-        """The active, unexpired session for this token, or None."""
-        if not isinstance(token, str) or not token:
-            return None
-        with translated("Session"):
-            session = await self.query().filter(token_hash=tokens.hash_token(token)).first()
-        if session is None or not tokens.tokens_match(token, session.token_hash):
-            return None
-        if session.status is not SessionStatus.ACTIVE or session.expires_at <= timezone.now():
-            return None
-        return session
-
-    async def find_active_by_user_id(self, user_id: Any) -> list[Session]:
-        with translated("Session"):
-            return list(await self.query().filter(
-                user_id=self._key(user_id), status=SessionStatus.ACTIVE, expires_at__gt=timezone.now()
-            ).order_by("-created_at"))
-
-    async def update_last_accessed(self, session_id: Any) -> Session:
-        return await self.update(session_id, {"last_accessed_at": timezone.now()})
-
-    async def expire_session(self, session_id: Any) -> Session:
-        return await self.update(session_id, {"status": SessionStatus.EXPIRED})
-
-    async def terminate_all_user_sessions(self, user_id: Any) -> int:
-        """End every active session of a user (log out everywhere); returns how many."""
-        return await self.update_many({"user_id": self._key(user_id), "status": SessionStatus.ACTIVE},
-                                      {"status": SessionStatus.TERMINATED})
-
-    async def cleanup_expired_sessions(self) -> int:
-        """Mark active sessions past ``expires_at`` as expired; returns how many."""
-        return await self.update_many({"status": SessionStatus.ACTIVE, "expires_at__lte": timezone.now()},
-                                      {"status": SessionStatus.EXPIRED})
-
-
-class ApiKeyManager(ModelManager[ApiKey]):
-    """``ctx.api_keys``: keys shown once as ``dlk_<prefix>_<secret>``; stored as prefix + SHA-256."""
-
-    model = ApiKey
-
-    async def issue(
-        self, user_id: Any, name: str, scopes: list[str] | None = None, *,
-        expires_at: dt.datetime | None = None, rate_limit: int | None = None,
-    ) -> tuple[ApiKey, str]:
-        """``(key, plaintext)``: hand ``plaintext`` to the user now; only its hash is kept."""
-        prefix, plaintext = tokens.new_api_key()
-        data: dict[str, Any] = {
-            "user_id": self._key(user_id), "name": name, "prefix": prefix,
-            "key_hash": tokens.hash_token(plaintext), "scopes": list(scopes or []), "expires_at": expires_at,
-        }
-        if rate_limit is not None:
-            data["rate_limit"] = rate_limit
-        return await self.create(data), plaintext
-
-    async def verify(self, plaintext: str) -> ApiKey | None:
-        """The live, unrevoked, unexpired key matching ``plaintext`` (constant-time compare), else None.
-
-        A successful check stamps ``last_used_at``.
-        """
-        prefix = tokens.api_key_prefix(plaintext)
-        if prefix is None:
-            return None
-        with translated("ApiKey"):
-            key = await self.query().filter(prefix=prefix).first()
-        if key is None or not tokens.tokens_match(plaintext, key.key_hash):
-            return None
-        if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= timezone.now()):
-            return None
-        with translated("ApiKey"):  # usage telemetry: no version bump or audit row per request
-            await ApiKey.filter(pk=key.pk).update(last_used_at=timezone.now())
-        return key
-
-    async def revoke(self, key_id: Any) -> ApiKey:
-        key = await self.get(key_id)
-        if key.revoked_at is not None:
-            return key
-        return await self.update(key.pk, {"revoked_at": timezone.now()})
-
-    async def rotate(self, key_id: Any) -> tuple[ApiKey, str]:
-        """Revoke a key and issue its replacement (same user, name, scopes, limits) atomically."""
-        async with transaction():
-            old = await self.revoke(key_id)
-            return await self.issue(old.user_id, old.name, old.scopes, expires_at=old.expires_at,
-                                    rate_limit=old.rate_limit)
-
-    async def list_for_user(self, user_id: Any, *, include_revoked: bool = False) -> list[ApiKey]:
-        queryset = self.query().filter(user_id=self._key(user_id))
-        if not include_revoked:
-            queryset = queryset.filter(revoked_at__isnull=True)
-        with translated("ApiKey"):
-            return list(await queryset.order_by("-created_at"))
+def _email_or_none(value: Any) -> str | None:
+    """The address as stored, or None when ``value`` is not one (so a password typed there is never kept)."""
+    try:
+        return rules.email_address(value)
+    except ValueError:
+        return None
 
 
 class AuditLogManager(ModelManager[AuditLog]):
@@ -285,12 +225,36 @@ class AuditLogManager(ModelManager[AuditLog]):
 
     async def history(self, model_or_table: type | str, record_id: Any, *, limit: int = 100) -> list[AuditLog]:
         """A record's changes, oldest first: ``await ctx.audit_logs.history(Article, article.id)``."""
-        table = model_or_table if isinstance(model_or_table, str) else model_or_table._meta.db_table
-        return list(
-            await AuditLog.filter(table_name=table, record_id=str(record_id))
-            .order_by("created_at", "id")
-            .limit(limit)
-        )
+        if isinstance(model_or_table, str):
+            table = model_or_table
+        elif isinstance(getattr(getattr(model_or_table, "_meta", None), "db_table", None), str):
+            table = model_or_table._meta.db_table
+        else:
+            raise ValidationError({"model_or_table": "expected a model class or a table name"}, model="AuditLog")
+        limit = rules.whole_number(limit, field="limit", model="AuditLog", maximum=10_000)
+        with translated("AuditLog"):
+            return list(await AuditLog.filter(table_name=table, record_id=str(record_id))
+                        .order_by("created_at", "id").limit(limit))
 
     async def by_actor(self, actor_id: Any, *, limit: int = 100) -> list[AuditLog]:
-        return list(await AuditLog.filter(actor_id=self._key(actor_id)).order_by("-created_at").limit(limit))
+        limit = rules.whole_number(limit, field="limit", model="AuditLog", maximum=10_000)
+        with translated("AuditLog"):
+            return list(await AuditLog.filter(actor_id=self._key(actor_id)).order_by("-created_at").limit(limit))
+
+    async def security_events(
+        self, *, since: dt.datetime | None = None, action: AuditAction | str | None = None, limit: int = 100,
+    ) -> list[AuditLog]:
+        """Security events (failed logins, account locks, refused/revoked/rotated keys), newest first."""
+        limit = rules.whole_number(limit, field="limit", model="AuditLog", maximum=10_000)
+        actions = SECURITY_ACTIONS if action is None else \
+            {rules.enum_member(AuditAction, action, field="action", model="AuditLog")}
+        queryset = AuditLog.filter(action__in=list(actions))
+        if since is not None:
+            if not isinstance(since, dt.datetime):
+                raise ValidationError({"since": "expected a datetime"}, model="AuditLog")
+            queryset = queryset.filter(created_at__gte=since)
+        with translated("AuditLog"):
+            return list(await queryset.order_by("-created_at", "-id").limit(limit))
+
+
+__all__ = ["ApiKeyManager", "AuditLogManager", "SessionManager", "UserManager"]

@@ -21,23 +21,23 @@ from tortoise.queryset import QuerySet
 
 from datalayer.actor import current_actor
 from datalayer.config import CONNECTION_NAME
-from datalayer.errors import ConcurrencyError, NotFoundError, ValidationError
+from datalayer.core.audit_log import AuditAction
+from datalayer.errors import ConcurrencyError, ConflictError, NotFoundError, ValidationError
 from datalayer.managers import auditing, pg_create, pg_update, registry
 from datalayer.managers.bulk import insert_created
 from datalayer.managers.by_key import fetch_by_key
-from datalayer.managers.filters import build_filters, check_sort, search_q
+from datalayer.managers.domain_rules import DomainRules
+from datalayer.managers.filters import check_flags, check_sort, filter_q, search_q
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
 from datalayer.managers.validation import validate_input
-from datalayer.core.audit_log import AuditAction
 from datalayer.transactions import in_transaction_block, on_commit, transaction
 from datalayer.translate import translated
 
 ModelT = TypeVar("ModelT", bound=Model)
 Input = Mapping[str, Any] | BaseModel
 WriteListener = Callable[["ModelManager[Any]", list[Any]], Awaitable[object]]
-
-
-class ModelManager(Generic[ModelT]):
+#: models whose ``guarded_fields`` the current task may write (inside a manager's ``domain_write()``)
+class ModelManager(DomainRules, Generic[ModelT]):
     """Create, read, page, update, soft delete, restore and bulk work for one model.
 
     Subclass with ``model = MyModel`` to add domain methods; the subclass registers itself and the
@@ -60,6 +60,7 @@ class ModelManager(Generic[ModelT]):
         self._write_listeners: list[WriteListener] = []
         self._pg_update_ok = pg_update.supported(self.model)
         self._pg_create_ok = pg_create.supported(self.model)
+        self._init_domain_rules()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,10 +110,10 @@ class ModelManager(Generic[ModelT]):
     def _filtered(
         self, filters: Mapping[str, Any] | None, search: str | None, include_deleted: bool, only_deleted: bool
     ) -> QuerySet[ModelT]:
+        check_flags(self.model, include_deleted=include_deleted, only_deleted=only_deleted)
         queryset = self.query(include_deleted=include_deleted, only_deleted=only_deleted)
-        built = build_filters(self.model, filters)
-        if built:
-            queryset = queryset.filter(**built)
+        if (where := filter_q(self.model, filters)) is not None:
+            queryset = queryset.filter(where)
         if (q := search_q(self.model, search)) is not None:
             queryset = queryset.filter(q)
         return queryset
@@ -177,8 +178,7 @@ class ModelManager(Generic[ModelT]):
                                   model=self._label)
         queryset = self._filtered(filters, None, include_deleted, False)
         if cursor is not None:
-            value, last_id = decode_cursor(cursor, sort_field, descending)
-            last_id = self._key(last_id)
+            value, last_id = decode_cursor(self.model, cursor, sort_field, descending)
             past, beyond = ("lt", "lte") if descending else ("gt", "gte")
             queryset = queryset.filter(
                 Q(**{f"{sort_field}__{beyond}": value}),
@@ -223,6 +223,7 @@ class ModelManager(Generic[ModelT]):
     async def create(self, data: Input) -> ModelT:
         """Validate and insert one row, with its audit row, atomically (one statement on PostgreSQL)."""
         values = self._stamped(validate_input(self.model, data, "create"))
+        self.check_domain(values, partial=False)
         if self._pg_create_ok and _on_postgres():
             async with self._one_statement():
                 instance = await pg_create.create_in_one_statement(self.model, values, self._creation_stamps())
@@ -246,7 +247,8 @@ class ModelManager(Generic[ModelT]):
         async with transaction():
             with translated(self._label):
                 instances = await insert_created(
-                    self.model, rows, shared=self._stamped(stamps), batch_size=self.bulk_batch_size
+                    self.model, rows, shared=self._stamped(stamps), batch_size=self.bulk_batch_size,
+                    check=self._check_rows if self._has_rules else None,
                 )
         await self._written([instance.pk for instance in instances])
         return instances
@@ -284,6 +286,7 @@ class ModelManager(Generic[ModelT]):
         """Change a live row. With ``expected_version``, a row changed meanwhile raises ``ConcurrencyError``."""
         key = self._key(key)
         values = validate_input(self.model, data, "update")
+        self.check_domain(values, partial=True)
         if values and self._one_statement_updates():
             return await self._update_in_one_statement(key, values, expected_version)
         async with transaction():
@@ -325,6 +328,7 @@ class ModelManager(Generic[ModelT]):
     async def update_many(self, filters: Mapping[str, Any], data: Input) -> int:
         """A queryset update that still bumps versions, stamps ``updated_at`` and audits each row."""
         values = validate_input(self.model, data, "update")
+        self.check_domain(values, partial=True)
         if not filters:
             raise ValidationError({"filters": "update_many needs at least one filter"}, model=self._label)
         async with transaction():
@@ -367,6 +371,7 @@ class ModelManager(Generic[ModelT]):
         async with transaction():
             with translated(self._label):
                 instance = await self._locked_row(key, deleted=True)
+                self.check_domain(auditing.row_of(self.model, instance), partial=False)
                 was = auditing.jsonable(instance.deleted_at)
                 await self._apply(instance, {"deleted_at": None, "deleted_by": None})
                 await auditing.write_audit(self.model, AuditAction.RESTORE, key, {"deleted_at": [was, None]})
@@ -374,21 +379,66 @@ class ModelManager(Generic[ModelT]):
         return instance
 
     async def get_or_create(self, defaults: Input | None = None, **lookup: Any) -> tuple[ModelT, bool]:
-        """The live row matching ``lookup``, or a new one from ``lookup`` + ``defaults``."""
+        """The live row matching ``lookup``, or a new one from ``lookup`` + ``defaults``.
+
+        Concurrent callers on one key all get the same row; exactly one of them reports ``created``.
+
+        Args:
+            defaults: values for a new row only.
+            **lookup: the natural key (field filters) of the row.
+
+        Returns:
+            ``(row, created)``.
+
+        Raises:
+            ConflictError: the new row breaks a unique rule other than ``lookup``'s.
+            ValidationError: bad ``defaults`` or ``lookup``.
+        """
         async with transaction():
             found = await self.find_one(lookup)
             if found is not None:
                 return found, False
-            data = {**dict(validate_input(self.model, defaults or {}, "update")), **lookup}
-            return await self.create(data), True
+            return await self._create_or_take_winner(defaults, lookup)
+
+    async def _create_or_take_winner(self, defaults: Input | None, lookup: dict[str, Any]) -> tuple[ModelT, bool]:
+        """Insert ``lookup`` + ``defaults``; when a concurrent caller inserted that key first, its row instead.
+
+        The insert runs in a savepoint, so losing the race leaves the enclosing transaction usable (PostgreSQL
+        aborts a whole transaction on a failed statement otherwise); the winner's row is then read back.
+        A conflict on another unique rule (no live row matches ``lookup``) is re-raised.
+        """
+        data = {**dict(validate_input(self.model, defaults or {}, "update")), **lookup}
+        try:
+            async with transaction():
+                return await self.create(data), True
+        except ConflictError:
+            found = await self.find_one(lookup)
+            if found is None:
+                raise
+            return found, False
 
     async def upsert(self, defaults: Input | None = None, **lookup: Any) -> tuple[ModelT, bool]:
-        """Create from ``lookup`` + ``defaults``, or update the live row matching ``lookup`` with ``defaults``."""
+        """Create from ``lookup`` + ``defaults``, or update the live row matching ``lookup`` with ``defaults``.
+
+        Concurrent callers on one key all end on the same row: one creates it, the others update it.
+
+        Args:
+            defaults: values for a new row, or the changes for an existing one.
+            **lookup: the natural key (field filters) of the row.
+
+        Returns:
+            ``(row, created)``.
+
+        Raises:
+            ConflictError: ``defaults`` break a unique rule other than ``lookup``'s.
+            ValidationError: bad ``defaults`` or ``lookup``.
+        """
         async with transaction():
             found = await self.find_one(lookup)
             if found is None:
-                data = {**dict(validate_input(self.model, defaults or {}, "update")), **lookup}
-                return await self.create(data), True
+                found, created = await self._create_or_take_winner(defaults, lookup)
+                if created:
+                    return found, True
             return await self.update(found.pk, defaults or {}), False
 
 

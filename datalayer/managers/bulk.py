@@ -233,11 +233,14 @@ def collector_paused() -> Iterator[None]:
 
 
 async def insert_created(
-    model: type, rows: Iterable[Mapping[str, Any] | Any], *, shared: Mapping[str, Any], batch_size: int
+    model: type, rows: Iterable[Mapping[str, Any] | Any], *, shared: Mapping[str, Any], batch_size: int,
+    check: Callable[[Sequence[Mapping[str, Any]], int], None] | None = None,
 ) -> list[Any]:
     """Validate and insert ``rows`` with one ``create`` audit row each, on the current connection.
 
-    ``shared`` values (timestamps, actor) go into every row. Returns the stored rows as model instances.
+    ``shared`` values (timestamps, actor) go into every row. ``check(rows, first_index)`` sees each slice of
+    complete rows before it is written (the manager's domain rules; it raises to refuse them).
+    Returns the stored rows as model instances.
     Call inside a transaction: a bad row in chunk *k* raises after earlier chunks were written.
     """
     connection = get_connection(CONNECTION_NAME)
@@ -255,6 +258,8 @@ async def insert_created(
                 for start in range(0, len(chunk), _SLICE):
                     validated = validate_many(model, chunk[start:start + _SLICE], first_index=first_index + start)
                     complete = complete_rows(model, validated, **shared)
+                    if check is not None:
+                        check(complete, first_index + start)
                     part, stored = batch(model, complete)
                     if tables:
                         for (_, _, records), (_, _, more) in zip(tables, part):

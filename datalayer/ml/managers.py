@@ -1,16 +1,21 @@
-"""ML models by owner, stored model files with wrapped encryption keys, and usage analytics per day."""
+"""ML models by owner, stored model files with wrapped encryption keys, endpoints, and usage analytics per day.
+
+Domain rules (seed 000): rate limits are positive, sizes, latencies and counts never negative, HTTP status
+codes real ones; a file's encryption key is only ever stored wrapped, by ``store``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from tortoise import timezone
 
+from datalayer.core import rules
 from datalayer.errors import ValidationError
 from datalayer.managers.base import ModelManager
 from datalayer.managers.settings_aware import SettingsAware
-from datalayer.ml.models import MLModel, ModelStatus, ModelUsage, StoredModel
+from datalayer.ml.models import EndpointConfig, MLModel, ModelStatus, ModelUsage, StoredModel
 from datalayer.security import keywrap
 from datalayer.transactions import transaction
 from datalayer.translate import translated
@@ -18,18 +23,21 @@ from datalayer.translate import translated
 
 class MLModelManager(ModelManager[MLModel]):
     model = MLModel
+    field_checks: ClassVar = {"tags": rules.string_list, "config": rules.json_object}
 
     async def find_all(
         self, *, user_id: Any = None, status: ModelStatus | str | None = None, limit: int = 100
     ) -> list[MLModel]:
-        """Live models, newest first, optionally one owner's and/or in one status (``limit`` at most 1000)."""
-        if not 1 <= limit <= 1000:
-            raise ValidationError({"limit": "must be between 1 and 1000"}, model="MLModel")
+        """Live models, newest first, optionally one owner's and/or in one status (``limit`` at most 1000).
+
+        Raises ``ValidationError`` for an unknown status, a bad owner id or limit.
+        """
+        limit = rules.whole_number(limit, field="limit", model="MLModel", maximum=1000)
         queryset = self.query()
         if user_id is not None:
             queryset = queryset.filter(owner_id=self._key(user_id))
         if status is not None:
-            queryset = queryset.filter(status=ModelStatus(status))
+            queryset = queryset.filter(status=rules.enum_member(ModelStatus, status, field="status", model="MLModel"))
         with translated("MLModel"):
             return list(await queryset.order_by("-created_at", "-id").limit(limit))
 
@@ -38,6 +46,8 @@ class StoredModelManager(SettingsAware, ModelManager[StoredModel]):
     """``ctx.stored_models``: the file key is wrapped with ``DATALAYER_KEY_WRAPPING_SECRET`` before storing."""
 
     model = StoredModel
+    guarded_fields: ClassVar = {"encryption_key_wrapped": "store (which wraps the key with DATALAYER_KEY_WRAPPING_SECRET)"}
+    field_checks: ClassVar = {"size_bytes": rules.at_least(0, " bytes"), "encryption_key_wrapped": keywrap.wrapped_form}
 
     def _secret(self) -> str | None:
         secret = self.active_settings.key_wrapping_secret
@@ -47,13 +57,17 @@ class StoredModelManager(SettingsAware, ModelManager[StoredModel]):
         self, ml_model_id: Any, *, storage_path: str, size_bytes: int, checksum: str,
         encryption_key: bytes | None = None,
     ) -> tuple[StoredModel, bytes]:
-        """Record a stored file; returns ``(row, data_key)``. A new random key is made when none is given."""
-        data_key = encryption_key or keywrap.new_data_key()
+        """Record a stored file; returns ``(row, data_key)``. A new random key is made when none is given.
+
+        ``encryption_key`` must be non-empty ``bytes`` (``ValidationError`` otherwise, nothing stored).
+        """
+        data_key = keywrap.new_data_key() if encryption_key is None else encryption_key
         async with transaction():
             stored = await self.create({"ml_model_id": self._key(ml_model_id), "storage_path": storage_path,
                                         "size_bytes": size_bytes, "checksum": checksum})
             wrapped = keywrap.wrap_key(data_key, self._secret(), str(stored.pk))
-            stored = await self.update(stored.pk, {"encryption_key_wrapped": wrapped})
+            with self.domain_write():
+                stored = await self.update(stored.pk, {"encryption_key_wrapped": wrapped})
         return stored, data_key
 
     async def encryption_key(self, stored_model_id: Any) -> bytes:
@@ -64,11 +78,21 @@ class StoredModelManager(SettingsAware, ModelManager[StoredModel]):
         return keywrap.unwrap_key(stored.encryption_key_wrapped, self._secret(), str(stored.pk))
 
 
+class EndpointConfigManager(ModelManager[EndpointConfig]):
+    """``ctx.endpoint_configs``: an endpoint's path starts with ``/``; its rate limit is requests per minute."""
+
+    model = EndpointConfig
+    field_checks: ClassVar = {"rate_limit": rules.at_least(1, " request per minute; set is_active=False to close it"),
+               "path": rules.starts_with("/", "/v1/predict"), "settings": rules.json_object}
+
+
 class ModelUsageManager(ModelManager[ModelUsage]):
     """``ctx.model_usage``: one append-only row per served request, and per-model per-day statistics."""
 
     model = ModelUsage
     name = "model_usage"
+    field_checks: ClassVar = {"latency_ms": rules.at_least(0, " ms"), "request_size": rules.at_least(0, " bytes"),
+               "response_size": rules.at_least(0, " bytes"), "status_code": rules.between(100, 599)}
 
     async def record(
         self, ml_model_id: Any, *, status_code: int, latency_ms: float, api_key_id: Any = None,
@@ -81,14 +105,15 @@ class ModelUsageManager(ModelManager[ModelUsage]):
             "user_id": self._key(user_id) if user_id is not None else None, "endpoint": endpoint,
             "request_size": request_size, "response_size": response_size, "at": at or timezone.now(),
         }
-        if latency_ms < 0 or request_size < 0 or response_size < 0:
-            raise ValidationError({"latency_ms": "latency and sizes must not be negative"}, model="ModelUsage")
         return await self.create(data)
 
     async def usage_statistics(
         self, ml_model_id: Any = None, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Per model per UTC day: requests, errors (status >= 400), average/max latency, bytes in and out."""
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and not isinstance(value, dt.datetime):
+                raise ValidationError({name: "expected a datetime"}, model="ModelUsage")
         connection = ModelUsage._meta.db
         postgres = connection.capabilities.dialect == "postgres"
         day = "to_char(\"at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if postgres else "date(\"at\")"

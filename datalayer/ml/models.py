@@ -41,6 +41,7 @@ class MLModel(AuditedModel):
 
     searchable_fields: ClassVar = ("name", "description")
     live_unique_fields: ClassVar = (LiveUnique(("owner_id", "name", "model_version")),)
+    filter_relations: ClassVar = ("owner__username", "owner__email", "endpoints__path")
 
     class Meta:
         table = "ml_models"
@@ -57,6 +58,7 @@ class StoredModel(AuditedModel):
     encryption_key_wrapped = fields.CharField(max_length=255, null=True)
 
     secret_fields: ClassVar = ("encryption_key_wrapped",)
+    filter_relations: ClassVar = ("ml_model__name", "ml_model__owner__username")
 
     class Meta:
         table = "stored_models"
@@ -72,6 +74,7 @@ class EndpointConfig(AuditedModel):
     is_active = fields.BooleanField(default=True)
 
     live_unique_fields: ClassVar = (LiveUnique(("path",)),)
+    filter_relations: ClassVar = ("ml_model__name", "ml_model__owner__username")
 
     class Meta:
         table = "endpoint_configs"
