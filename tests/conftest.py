@@ -104,7 +104,11 @@ async def _empty_tables(context: DataContext) -> None:
         await connection.execute_script(f"TRUNCATE {quoted} CASCADE")
     else:
         statements = "".join(f'DELETE FROM "{t}";' for t in tables)
-        await connection.execute_script(f"PRAGMA foreign_keys=OFF;{statements}PRAGMA foreign_keys=ON;")
+        await connection.execute_script("PRAGMA foreign_keys=OFF")
+        try:
+            await connection.execute_script(statements)
+        finally:
+            await connection.execute_script("PRAGMA foreign_keys=ON")
 
 
 @pytest_asyncio.fixture

@@ -86,7 +86,11 @@ async def drop_all_tables() -> list[str]:
         await client.execute_script("DROP TABLE IF EXISTS " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
     else:
         drops = "".join(f'DROP TABLE IF EXISTS "{t}";' for t in tables)
-        await client.execute_script(f"PRAGMA foreign_keys=OFF;{drops}PRAGMA foreign_keys=ON;")
+        await client.execute_script("PRAGMA foreign_keys=OFF")
+        try:  # the connection is shared: a failed drop must not leave foreign keys off for everyone after
+            await client.execute_script(drops)
+        finally:
+            await client.execute_script("PRAGMA foreign_keys=ON")
     return tables
 
 
