@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import SecretStr
+
 from datalayer.project import Project, load_project
 from datalayer.settings import DatabaseTarget, Settings
 
 CONNECTION_NAME = "default"
+
+
+class _Password:
+    """The password as asyncpg's password callable: no string of it in a config dict, a log or a repr.
+
+    Tortoise logs the connection config at DEBUG with a third of a string password shown; asyncpg calls this
+    for each new connection instead.
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: SecretStr) -> None:
+        self._secret = secret
+
+    def __call__(self) -> str:
+        return self._secret.get_secret_value()
+
+    def __repr__(self) -> str:
+        return "'**********'"
 
 
 def connection_config(settings: Settings, target: DatabaseTarget | None = None) -> dict[str, Any]:
@@ -20,7 +41,7 @@ def connection_config(settings: Settings, target: DatabaseTarget | None = None) 
         "host": target.host,
         "port": target.port,
         "user": target.user,
-        "password": target.password.get_secret_value() if target.password else None,
+        "password": _Password(target.password) if target.password else None,
         "database": target.database,
         "minsize": settings.db_min_connections,
         "maxsize": settings.db_max_connections,

@@ -80,6 +80,7 @@ class DataContext(ObservabilityMixin):
         self.opened_at = time.monotonic()
         self._managers: dict[type[Model], ModelManager[Any]] = {}
         self._models = [m for m in tortoise.apps.get_models_iterable() if not m.__module__.startswith("aerich")]
+        check_collisions(self._models)
         self._names_cache: tuple[int, dict[str, type[Model]]] = (-1, {})
         self.cache: Cache = build_cache(settings)  # Redis when REDIS_URL is set, else in-process
 
@@ -88,7 +89,7 @@ class DataContext(ObservabilityMixin):
         """Manager name -> model, rebuilt when a manager subclass registers after the context opened."""
         version, names = self._names_cache
         if version != registry_version():
-            names = {(manager_class_for(m) or ModelManager).name or default_manager_name(m): m for m in self._models}
+            names = manager_names(self._models)
             self._names_cache = (registry_version(), names)
         return names
 
@@ -156,6 +157,34 @@ class DataContext(ObservabilityMixin):
         return f"<DataContext {state} {self.target.describe()} models={len(self._names)}>"
 
 
+def manager_names(models: Sequence[type[Model]]) -> dict[str, type[Model]]:
+    """Manager name (``ctx.<name>``) -> model."""
+    return {(manager_class_for(m) or ModelManager).name or default_manager_name(m): m for m in models}
+
+
+def check_collisions(models: Sequence[type[Model]]) -> None:
+    """An app's model may not take a table or a manager name another loaded model has (a pack's ``users``).
+
+    Raises:
+        ConfigurationError: naming both models and the fix (``Meta.table``, or a manager with ``name = ...``).
+    """
+    seen_tables: dict[str, type[Model]] = {}
+    seen_names: dict[str, type[Model]] = {}
+    for model in models:
+        table = model._meta.db_table
+        if table in seen_tables:
+            other = seen_tables[table]
+            raise ConfigurationError(f"{model._meta.full_name} and {other._meta.full_name} both use table {table!r}; "
+                                     "give your model another Meta.table")
+        seen_tables[table] = model
+        name = (manager_class_for(model) or ModelManager).name or default_manager_name(model)
+        if name in seen_names:
+            other = seen_names[name]
+            raise ConfigurationError(f"{model._meta.full_name} and {other._meta.full_name} both answer to ctx.{name}; "
+                                     "rename your model, or give its ModelManager subclass name = '...'")
+        seen_names[name] = model
+
+
 _current: DataContext | None = None
 _opening: asyncio.Task[DataContext] | None = None
 
@@ -165,10 +194,14 @@ async def _open(settings: Settings, project: Project, generate_schemas: bool, mi
         from datalayer.migrations import upgrade  # lazy: only apps that migrate at start load aerich
 
         await upgrade(settings, project, require_app_history=not generate_schemas)
-    tortoise = await open_database(settings, project, generate_schemas=generate_schemas)
     for pack in project.packs:  # importing a pack's managers registers them (ctx.users, ctx.tasks, ...)
         importlib.import_module(pack.managers_module)
-    return DataContext(settings, tortoise, project)
+    tortoise = await open_database(settings, project, generate_schemas=generate_schemas)
+    try:
+        return DataContext(settings, tortoise, project)
+    except ConfigurationError:
+        await close_database(settings)
+        raise
 
 
 def _conflicts(context: DataContext, settings: Settings | None, models: Sequence[str] | None,

@@ -106,6 +106,17 @@ def _teach_aerich_other_apps(label: str) -> None:
     Migrate._handle_add_models = classmethod(add_after_other_apps)
 
 
+async def _refuse_collisions(config: dict[str, Any]) -> None:
+    """No migration for an app model that takes a pack's table or manager name (it would be a silent no-op)."""
+    from tortoise.context import TortoiseContext
+
+    from datalayer.context import check_collisions
+
+    async with TortoiseContext() as context:  # a context of its own: aerich's comes after, untouched
+        await context.init(config=config)
+        check_collisions([m for m in context.apps.get_models_iterable() if not m.__module__.startswith("aerich")])
+
+
 async def _generate(dialect: str, location: Path, label: str, name: str) -> dict[str, Any]:
     """In a child process: let aerich (offline) write app ``label``'s next file for one dialect."""
     from aerich import Command
@@ -124,6 +135,7 @@ async def _generate(dialect: str, location: Path, label: str, name: str) -> dict
     _teach_aerich_other_apps(label)
     folder = location / label
     before = {p.name for p in version_files(folder)}
+    await _refuse_collisions(config)
     async with TortoiseContext():
         command = Command(tortoise_config=config, app=label, location=str(location))
         command._init_when_aenter = False

@@ -13,6 +13,7 @@ Creating migrations lives in ``datalayer.migration_writer``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from datalayer.config import CONNECTION_NAME, tortoise_config
 from datalayer.connection import scrub
 from datalayer.errors import ConfigurationError, DatabaseUnavailableError, DataLayerError
 from datalayer.migration_files import version_files
+from datalayer.migration_lock import migration_lock
 from datalayer.packs import bundled_folder
 from datalayer.project import Project, load_project
 from datalayer.settings import Settings
@@ -83,8 +85,11 @@ def history(project: Project | None = None) -> list[str]:
 
 
 async def _with_database(settings: Settings | None, project: Project | None,
-                         action: Callable[[dict[str, Any], Project], Awaitable[T]]) -> T:
-    """Run ``action(config, project)`` in a task of its own, with Tortoise initialised on ``settings``."""
+                         action: Callable[[dict[str, Any], Project], Awaitable[T]], *, exclusive: bool = False) -> T:
+    """Run ``action(config, project)`` in a task of its own, with Tortoise initialised on ``settings``.
+
+    ``exclusive`` holds the database's migration lock meanwhile (``datalayer.migration_lock``).
+    """
     from tortoise import Tortoise
     from tortoise.backends.base.executor import EXECUTOR_CACHE
     from tortoise.context import TortoiseContext
@@ -95,7 +100,8 @@ async def _with_database(settings: Settings | None, project: Project | None,
     config = tortoise_config(settings, project, with_aerich=True)
 
     async def run() -> T:
-        async with TortoiseContext():
+        lock = migration_lock(settings) if exclusive else contextlib.nullcontext()
+        async with lock, TortoiseContext():
             await Tortoise.init(config=config)
             try:
                 return await action(config, project)
@@ -165,7 +171,7 @@ async def upgrade(settings: Settings | None = None, project: Project | None = No
             applied += [f"{item.label}/{name}" for name in await command.upgrade(run_in_transaction=True)]
         return applied
 
-    applied = await _with_database(settings, project, work)
+    applied = await _with_database(settings, project, work, exclusive=True)
     if applied:
         log.info("migrations applied", extra={"migrations": applied})
     return applied
@@ -211,7 +217,7 @@ async def downgrade(version: int = -1, settings: Settings | None = None, *, app:
                                  "(an app's initial migration cannot be undone)") from None
         return [f"{label}/{name}" for name in done]
 
-    rolled_back = await _with_database(settings, project, work)
+    rolled_back = await _with_database(settings, project, work, exclusive=True)
     log.info("migrations rolled back", extra={"migrations": rolled_back})
     return rolled_back
 

@@ -77,14 +77,26 @@ class Project:
         source = str(self.src)
         if source not in sys.path:
             sys.path.insert(0, source)
-        for module in self.models:
+        for name in self.models:
             try:
-                importlib.import_module(module)
-            except ImportError as exc:
+                module = importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - any failure importing the app's code is a config error
                 raise ConfigurationError(
-                    f"cannot import the app's models {module!r} ({exc}); DATALAYER_MODELS (or [tool.datalayer] "
-                    f"models, --models) takes module paths importable from {source}"
+                    f"cannot import the app's models {name!r} ({exc.__class__.__name__}: {exc}); DATALAYER_MODELS "
+                    f"(or [tool.datalayer] models, --models) takes module paths importable from {source}"
                 ) from None
+            if not _defines_models(module):
+                raise ConfigurationError(
+                    f"the app's models module {name!r} defines no Tortoise model; name the module that does "
+                    "(a migration written from it would drop every table of the app)"
+                )
+
+
+def _defines_models(module: Any) -> bool:
+    from tortoise.models import Model
+
+    found = getattr(module, "__models__", None) or [getattr(module, attr) for attr in dir(module)]
+    return any(isinstance(item, type) and issubclass(item, Model) and not item._meta.abstract for item in found)
 
 
 def _find_pyproject() -> Path | None:
@@ -95,16 +107,23 @@ def _find_pyproject() -> Path | None:
         if not path.exists():
             raise ConfigurationError(f"DATALAYER_PROJECT={given} does not exist; point it at the app's pyproject.toml")
         return path.resolve()
-    candidate = Path.cwd() / "pyproject.toml"
-    return candidate if candidate.exists() else None
+    here = Path.cwd()
+    for folder in (here, *here.parents):  # like git: a command run in a subfolder finds the app's project
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and read_section(candidate):
+            return candidate
+    candidate = here / "pyproject.toml"
+    return candidate if candidate.is_file() else None
 
 
 def read_section(path: Path) -> dict[str, Any]:
     """The ``[tool.datalayer]`` table of a ``pyproject.toml`` ({} when it has none)."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path} is not valid TOML ({exc}); fix it or set DATALAYER_PROJECT") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path} ({exc.strerror or exc}); fix it or set DATALAYER_PROJECT") from None
     section = document.get("tool", {}).get("datalayer", {})
     if not isinstance(section, dict):
         raise ConfigurationError(f"{path}: [tool.datalayer] must be a table")
@@ -118,7 +137,11 @@ def _names(value: Any, source: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
         raise ConfigurationError(f"{source} must be a list of names (or one comma-separated string), got {value!r}")
-    return tuple(item.strip() for item in items if item.strip())
+    names = tuple(item.strip() for item in items if item.strip())
+    bad = [name for name in names if not all(part.isidentifier() for part in name.split("."))]
+    if bad:
+        raise ConfigurationError(f"{source}: {', '.join(map(repr, bad))} is not a module path (like myapp.models)")
+    return names
 
 
 def load_project(models: Sequence[str] | str | None = None, apps: Sequence[str] | str | None = None) -> Project:
@@ -154,7 +177,9 @@ def load_project(models: Sequence[str] | str | None = None, apps: Sequence[str] 
         raise ConfigurationError(f"{label_source}={label!r} is the label of a datalayer pack; choose another")
 
     def folder(key: str, env: str, default: str) -> Path:
-        value, _ = pick(key, env)
+        value, source = pick(key, env)
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{source} must be a folder path (a string), got {value!r}")
         path = Path(value or default).expanduser()
         return (path if path.is_absolute() else root / path).resolve()
 

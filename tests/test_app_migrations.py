@@ -3,6 +3,7 @@ packs), old databases adopted into the per-pack histories, and the one-context r
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import textwrap
 import uuid
@@ -251,3 +252,65 @@ async def test_a_second_context_with_other_settings_is_refused_not_silently_shar
         assert await get_context() is first
     finally:
         await close_context()
+
+
+async def test_concurrent_upgrades_apply_each_migration_once(empty_database_url, app_root, monkeypatch):
+    """Two workers starting at once (get_context(migrate=True) in each) must not run a data migration twice."""
+    url, settings = empty_database_url, make_settings(empty_database_url)
+    project = write_app(app_root, NOTEBOOK_V1)
+    monkeypatch.syspath_prepend(str(app_root))
+    make_migration("init", project=project)
+    data = make_migration("count_runs", empty=True, project=project)
+    table = f"runs_{app_root.name}"
+    text = data.read_text()
+    for dialect in ("postgres", "sqlite"):
+        text = text.replace(f'    "{dialect}": """\n        ', f'    "{dialect}": """\n        CREATE TABLE IF NOT EXISTS "{table}" '
+                            f'(n INTEGER); INSERT INTO "{table}" (n) VALUES (1);', 1)
+    data.write_text(text)
+
+    results = await asyncio.gather(*(migrations.upgrade(settings, project) for _ in range(3)))
+
+    assert sorted(len(applied) for applied in results)[:2] == [0, 0], "one run applied everything, the others nothing"
+    assert await query(url, f'SELECT count(*) FROM "{table}"') == [(1,)]
+    assert await query(url, f"SELECT count(*) FROM aerich WHERE version = '{data.name}'") == [(1,)]
+
+
+async def test_an_app_model_may_not_take_a_packs_table_or_manager_name(empty_database_url, app_root, monkeypatch):
+    clash = write_app(app_root, """
+from tortoise import fields
+from datalayer import AuditedModel
+
+
+class User(AuditedModel):
+    nickname = fields.CharField(max_length=20)
+
+    class Meta:
+        table = "users"
+""")
+    monkeypatch.syspath_prepend(str(app_root))
+    with pytest.raises(Exception, match="both use table 'users'"):
+        make_migration("init", project=clash)
+    await close_context()
+    with pytest.raises(ConfigurationError, match="both use table 'users'"):
+        await get_context(settings=make_settings(empty_database_url), models=clash.models)
+    await close_context()
+
+
+def test_a_models_module_without_models_is_refused_before_it_can_drop_tables(app_root, monkeypatch):
+    (app_root / "empty_pkg").mkdir()
+    (app_root / "empty_pkg" / "__init__.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(app_root))
+    project = Project(root=app_root, models=("empty_pkg",), migrations_dir=app_root / "migrations",
+                      seeds_dir=app_root / "seeds", src=app_root)
+    with pytest.raises(ConfigurationError, match="defines no Tortoise model"):
+        project.importable()
+
+
+def test_a_command_run_in_a_subfolder_finds_the_apps_project(app_root, monkeypatch):
+    (app_root / "pyproject.toml").write_text('[tool.datalayer]\nmodels = ["app_x.models"]\n')
+    deep = app_root / "src" / "deeper"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    found = load_project()
+    assert found.root == app_root and found.models == ("app_x.models",)
+    assert found.migrations_dir == app_root / "migrations"

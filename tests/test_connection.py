@@ -78,3 +78,24 @@ async def test_tasks_started_before_init_see_the_database(backend):
     await get_context(settings=backend.settings, models=TEST_MODELS)
     ready.set()
     assert await handler == await Article.all().count()
+
+
+async def test_no_part_of_the_password_reaches_a_debug_log(caplog, tmp_path):
+    """Tortoise logs its connection config at DEBUG, masking two thirds of a string password."""
+    import logging
+
+    from datalayer import close_context, get_context
+    from tests.conftest import PG_ADMIN_URL, make_settings
+
+    secret = "Sup3rSecretPassw0rd"
+    url = PG_ADMIN_URL.replace("postgres@", f"postgres:{secret}@")  # trust auth accepts any password
+    await close_context()
+    with caplog.at_level(logging.DEBUG):
+        ctx = await get_context(settings=make_settings(url), models=())
+        try:
+            assert await ctx.raw("SELECT 1 AS one") == [{"one": 1}]
+        finally:
+            await close_context()
+    logged = caplog.text
+    assert "Tortoise-ORM startup" in logged, "Tortoise logged its connection config"
+    assert secret[:6] not in logged and secret not in logged
