@@ -46,6 +46,7 @@ from datalayer.mixins import AuditMixin, SoftDeleteManager, SoftDeleteMixin, Tim
 from datalayer.ml.managers import MLModelManager, ModelUsageManager, StoredModelManager
 from datalayer.ml.models import EndpointConfig, MLModel, ModelUsage, StoredModel
 from datalayer.models import AuditedModel, DataModel, RecordModel
+from datalayer.models.output import schema_out, to_schema
 from datalayer.monitoring import PoolStats, QueryStats, SlowQuery
 from datalayer.schema import LiveUnique
 from datalayer.security import (
@@ -107,6 +108,8 @@ __all__ = [
     "current_actor",
     "get_context",
     "on_commit",
+    "schema_out",
+    "to_schema",
     "transaction",
     "transactional",
     # domain schema

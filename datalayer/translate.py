@@ -42,6 +42,11 @@ _CONNECTION_ERRORS = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InterfaceError,
     orm.DBConnectionError,
+    # the database went away under a running app: dropped or renamed, the server shut down or crashed
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.DatabaseDroppedError,
 )
 
 

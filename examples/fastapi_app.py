@@ -15,7 +15,7 @@ from uuid import UUID
 
 from fastapi import FastAPI
 
-from datalayer import Settings
+from datalayer import Settings, User
 from datalayer.integrations.fastapi import Context, datalayer_lifespan, health_router, install_error_handlers
 
 
@@ -35,9 +35,9 @@ def create_app(settings: Settings | None = None, *, generate_schemas: bool = Tru
         return await ctx.get_database_stats()
 
     @app.get("/users/{user_id}")
-    async def read_user(user_id: UUID, ctx: Context) -> dict:
-        user = await ctx.users.get(user_id)  # NotFoundError -> 404 through install_error_handlers
-        return {"id": str(user.id), "email": user.email, "created_at": user.created_at.isoformat()}
+    async def read_user(user_id: UUID, ctx: Context) -> User:
+        """The user as its output schema: no password_hash. NotFoundError answers 404."""
+        return await ctx.users.get(user_id)
 
     return app
 

@@ -9,8 +9,9 @@ import decimal
 import json
 import math
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from datalayer.errors import ValidationError
 from datalayer.managers.filters import coerce, filter_fields
@@ -18,36 +19,49 @@ from datalayer.managers.filters import coerce, filter_fields
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of an offset query, with the total across all pages."""
+class Page(BaseModel, Generic[T]):
+    """One page of an offset query, with the total across all pages.
+
+    A generic pydantic model: ``Page[User]`` is a FastAPI ``response_model`` whose items are serialised by
+    their output schema (secret fields left out); ``pages``, ``has_next`` and ``has_prev`` are in the output.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     items: list[T]
     total: int
     page: int
     limit: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def pages(self) -> int:
         return math.ceil(self.total / self.limit) if self.limit else 0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def has_next(self) -> bool:
         return self.page < self.pages
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def has_prev(self) -> bool:
         return self.page > 1
 
 
-@dataclass(frozen=True)
-class Chunk(Generic[T]):
-    """One keyset chunk; pass ``next_cursor`` back to continue, ``None`` means the end."""
+class Chunk(BaseModel, Generic[T]):
+    """One keyset chunk; pass ``next_cursor`` back to continue, ``None`` means the end.
+
+    A generic pydantic model like ``Page``: ``Chunk[User]`` works as a ``response_model``.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     items: list[T]
     next_cursor: str | None
-    limit: int = field(default=0)
+    limit: int = 0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def has_next(self) -> bool:
         return self.next_cursor is not None

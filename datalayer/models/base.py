@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, GetCoreSchemaHandler
+from pydantic_core import CoreSchema
 from tortoise import fields
 from tortoise.models import Model
 
 from datalayer.ids import uuid7
 from datalayer.mixins import AuditMixin, SoftDeleteMixin, TimestampMixin
+from datalayer.models import output
 from datalayer.schema import LiveUnique
 
 
@@ -34,6 +37,32 @@ class DataModel(Model):
 
     class Meta:
         abstract = True
+
+    @classmethod
+    def schema_out(cls, *, relations: Sequence[str] = (), exclude: Sequence[str] = (),
+                   include_secrets: bool = False) -> type[BaseModel]:
+        """The pydantic model responses show for this model, ``secret_fields`` left out (``output.schema_out``)."""
+        return output.schema_out(cls, relations=relations, exclude=exclude, include_secrets=include_secrets)
+
+    async def to_schema(self, *, relations: Sequence[str] = (), exclude: Sequence[str] = (),
+                        include_secrets: bool = False) -> BaseModel:
+        """This row as its output schema, the named relations fetched first (``output.to_schema``)."""
+        return await output.to_schema(self, relations=relations, exclude=exclude, include_secrets=include_secrets)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        """Pydantic and FastAPI see the model as its output schema: ``Page[User]``, ``-> User`` and
+        ``response_model=User`` hold rows and serialise them without secret fields."""
+        return output.core_schema_of(cls, handler)
+
+    #: serialises a row pydantic meets untyped (in a bare ``Page``, a ``list[Any]``) by its output schema
+    __pydantic_serializer__ = output.SafeSerializer()
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+        """``dict(row)``: the output schema's fields, no secret. FastAPI's ``jsonable_encoder`` uses it for a
+        row a route returns without a response model."""
+        for name in output.output_fields(type(self)):
+            yield name, getattr(self, name)
 
 
 class AuditedModel(DataModel, TimestampMixin, SoftDeleteMixin, AuditMixin):
