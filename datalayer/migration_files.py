@@ -18,7 +18,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from datalayer.errors import ConfigurationError
+
 DIALECTS = ("postgres", "sqlite")
+
+#: The SQL of a ``datalayer migrate --empty`` file until its author replaces it: a statement that runs on both
+#: engines and changes nothing (asyncpg cannot execute an empty or comment-only script), so the file applies
+#: and rolls back as it is. The comments say what to write.
+EMPTY_UPGRADE = ("-- `datalayer migrate --empty` wrote this no-op: replace it with this migration's SQL\n"
+                 "        SELECT 1")
+EMPTY_DOWNGRADE = ("-- `datalayer migrate --empty` wrote this no-op: replace it with the SQL that undoes UPGRADE\n"
+                   "        SELECT 1")
 _INDEX_NAME = re.compile(r'INDEX IF NOT EXISTS "([^"]+)"')
 
 
@@ -30,12 +40,75 @@ def load_module(path: Path) -> ModuleType:
     return module
 
 
+def number_of(path: Path) -> int:
+    """The version number of a migration file: ``2`` for ``2_20250101120000_add_phone.py``."""
+    return int(path.stem.split("_", 1)[0])
+
+
 def version_files(folder: Path) -> list[Path]:
-    """Migration files in order (``<n>_<timestamp>_<name>.py``), as aerich orders them ([] with no folder)."""
+    """Migration files in order (``<n>_<timestamp>_<name>.py``), as aerich orders them ([] with no folder).
+
+    Raises:
+        ConfigurationError: two files share a number (``check_numbering``).
+    """
     if not folder.is_dir():
         return []
     files = [p for p in folder.glob("*.py") if p.stem.split("_", 1)[0].isdigit() and "_" in p.stem]
-    return sorted(files, key=lambda p: int(p.stem.split("_", 1)[0]))
+    files = sorted(files, key=lambda p: (number_of(p), p.name))
+    check_numbering(files)
+    return files
+
+
+def check_numbering(files: list[Path]) -> None:
+    """Refuse a history in which two files have the same number (two branches that each added migration N).
+
+    aerich would apply both, in no defined order, and the next ``datalayer migrate`` would diff against one
+    of them only and repeat the other's SQL.
+
+    Raises:
+        ConfigurationError: naming the files that share a number and how to renumber one.
+    """
+    by_number: dict[int, list[Path]] = {}
+    for path in files:
+        by_number.setdefault(number_of(path), []).append(path)
+    clashes = {number: paths for number, paths in by_number.items() if len(paths) > 1}
+    if not clashes:
+        return
+    number, paths = min(clashes.items())
+    free = max(by_number) + 1
+    later = paths[-1]
+    renamed = f"{free}_{later.stem.split('_', 1)[1]}.py"
+    raise ConfigurationError(
+        f"{later.parent} has {len(paths)} migrations numbered {number}: {' and '.join(p.name for p in paths)} "
+        f"(merged branches that each added migration {number}); renumber the one no database has applied yet "
+        f"to the next free number, e.g. rename {later.name} to {renamed}, then run the command again"
+    )
+
+
+def has_sql(script: str) -> bool:
+    """Whether ``script`` holds a statement, not only ``--`` comments, blank lines and semicolons."""
+    lines = (line.split("--", 1)[0] for line in script.splitlines())
+    return bool("".join(lines).replace(";", "").strip())
+
+
+def downgrade_refusal(path: Path, dialect: str) -> str | None:
+    """Why migration file ``path`` cannot be rolled back on ``dialect``, or ``None`` when it can.
+
+    aerich refuses a file whose downgrade SQL is empty ("No downgrade items found"): an app's initial
+    migration (it creates the app's tables), or a file written with no ``DOWNGRADE`` SQL for that dialect;
+    one holding only comments is refused here too (asyncpg cannot execute it).
+    """
+    if not path.is_file():
+        return None
+    statements = getattr(load_module(path), "DOWNGRADE", None)
+    if not isinstance(statements, dict) or has_sql(str(statements.get(dialect, ""))):
+        return None
+    shown = f"{path.parent.name}/{path.name}"
+    if number_of(path) == 0:
+        return (f"{shown} is the initial migration of {path.parent.name}: it creates the app's tables and "
+                "cannot be undone (`datalayer reset` rebuilds the database)")
+    return (f"{shown} has no downgrade SQL for {dialect} (its DOWNGRADE[{dialect!r}] is empty); write the SQL "
+            "that undoes its UPGRADE there, then run `datalayer downgrade` again")
 
 
 def live_unique_indexes_of(module: ModuleType | None) -> tuple[str, ...]:

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from datalayer.errors import ConfigurationError, DataLayerError
-from datalayer.migration_files import DIALECTS, load_module, merge, render, version_files
+from datalayer.migration_files import (
+    DIALECTS,
+    EMPTY_DOWNGRADE,
+    EMPTY_UPGRADE,
+    load_module,
+    merge,
+    render,
+    version_files,
+)
 
 log = logging.getLogger("datalayer.migrations")
 
@@ -36,6 +44,9 @@ log = logging.getLogger("datalayer.migrations")
 _OFFLINE_URLS = {"postgres": "postgres://postgres@127.0.0.1:1/offline", "sqlite": "sqlite://:memory:"}
 
 #: what ``datalayer migrate`` writes for SQLite when aerich cannot (it fails loudly until replaced by hand)
+#: the longest migration name ``datalayer migrate`` takes (file names must stay well under 255 bytes)
+MAX_NAME_LENGTH = 100
+
 SQLITE_BY_HAND = 'SELECT * FROM "aerich cannot alter this column on SQLite: write this SQL by hand (see README)"'
 
 
@@ -266,16 +277,22 @@ def make_migration(name: str = "update", *, empty: bool = False, app: str | None
                    project: Any = None) -> Path | None:
     """Write app ``app``'s next migration file (default: the project's own app); ``None`` when nothing changed.
 
-    ``empty=True`` writes a file with no SQL, to fill in by hand (data migrations, SQLite table rebuilds).
+    ``empty=True`` writes a file to fill in by hand (data migrations, SQLite table rebuilds): its UPGRADE and
+    DOWNGRADE are a no-op statement (``EMPTY_UPGRADE``, ``EMPTY_DOWNGRADE``) under a comment saying what to
+    write, so it applies and rolls back on both engines as it is.
 
     Raises:
-        ConfigurationError: a bad name, no app models configured, or a pack of an installed datalayer.
+        ConfigurationError: a bad name (not letters, digits and underscores, or longer than
+            ``MAX_NAME_LENGTH``), no app models configured, or a pack of an installed datalayer.
         DataLayerError: aerich could not express the change (the message says why).
     """
     from datalayer.migrations import history_of
     from datalayer.project import load_project
 
     project = project or load_project()
+    if len(name.encode("utf-8")) > MAX_NAME_LENGTH:  # checked first: the other message would quote it all
+        raise ConfigurationError(f"migration name is too long ({len(name)} characters); keep it to "
+                                 f"{MAX_NAME_LENGTH} or fewer (it becomes part of the file name), e.g. add_user_bio")
     if not name.replace("_", "").isalnum():
         raise ConfigurationError(f"migration name {name!r} must be letters, digits and underscores")
     label = _app_to_write(app, project)
@@ -288,7 +305,8 @@ def make_migration(name: str = "update", *, empty: bool = False, app: str | None
         last = load_module(files[-1])
         number = int(files[-1].stem.split("_", 1)[0]) + 1
         planned = (f"{number}_{datetime.now():%Y%m%d%H%M%S}_{name}.py",
-                   render({}, {}, tuple(last.LIVE_UNIQUE_INDEXES), last.MODELS_STATE))
+                   render(dict.fromkeys(DIALECTS, EMPTY_UPGRADE), dict.fromkeys(DIALECTS, EMPTY_DOWNGRADE),
+                          tuple(last.LIVE_UNIQUE_INDEXES), last.MODELS_STATE))
     else:
         planned = _plan(label, name, project)
     if planned is None:

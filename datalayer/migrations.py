@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from datalayer.config import CONNECTION_NAME, tortoise_config
 from datalayer.connection import scrub
 from datalayer.errors import ConfigurationError, DatabaseUnavailableError, DataLayerError
-from datalayer.migration_files import version_files
+from datalayer.migration_files import downgrade_refusal, version_files
 from datalayer.migration_lock import migration_lock
 from datalayer.packs import bundled_folder
 from datalayer.project import Project, load_project
@@ -209,6 +209,12 @@ async def downgrade(version: int = -1, settings: Settings | None = None, *, app:
         if version == 0:
             raise DataLayerError(f"cannot downgrade the initial migration of {label} (0); "
                                  "`datalayer reset` rebuilds the database")
+        applied = [name for app_label, name in await _read_applied([label]) if app_label == label]
+        undoing = applied[-1:] if version == -1 else [n for n in applied if int(n.split("_", 1)[0]) >= version]
+        dialect = "postgres" if (settings or Settings()).target.is_postgres else "sqlite"
+        for name in undoing:  # say which file cannot be undone, and why, before undoing any
+            if reason := downgrade_refusal(item.folder / name, dialect):
+                raise DataLayerError(reason)
         command = await _command(config, item)
         try:
             done = await command.downgrade(version, delete=False)
@@ -247,7 +253,8 @@ async def pending_migrations(settings: Settings | None = None, project: Project 
     """Migration files of the loaded apps not applied yet, as ``label/file``, in upgrade order."""
     from datalayer import context
 
-    if project is None and context._current is not None and not context._current.closed:
-        project = context._current.project
+    current = context._current
+    if project is None and current is not None and not current.closed and settings in (None, current.settings):
+        project = current.project  # the open context's apps (only when asking about its database)
     done = set(await applied_migrations(settings, project))
     return [name for name in history(project) if name not in done]

@@ -387,19 +387,14 @@ def _explain(cls: type[Settings], exc: PydanticValidationError, values: dict[str
     problems: list[str] = []
     for error in exc.errors(include_url=False, include_context=True, include_input=True):
         key = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "pool_max_below_min":
+            problems.append(_pool_problem(cls, error, values))
+            continue
         field_name = by_alias.get(key)
         if field_name is None:  # not tied to one field; our own messages hold no input values
             problems.append(str(error["msg"]).removeprefix("Value error, "))
             continue
         variable = _variable_used(cls, field_name, key, values)
-        if error["type"] == "pool_max_below_min":
-            minimum = error["ctx"]["minimum"]
-            aliases = _aliases(cls.model_fields["db_min_connections"])
-            source = next((alias for alias in aliases if alias in values), None) or _variable_used(
-                cls, "db_min_connections", aliases[0], values
-            )
-            problems.append(f"{variable} must be >= {source} ({minimum}), got {_shown(error['input'])}")
-            continue
         expected = _expected(field_name, cls.model_fields[field_name])
         if field_name in _SECRET_FIELDS:
             problems.append(f"{variable} must be {expected} (the value is not shown: it may hold a password)")
@@ -409,6 +404,31 @@ def _explain(cls: type[Settings], exc: PydanticValidationError, values: dict[str
             message += f" ({str(error['msg']).removeprefix('Value error, ')})"
         problems.append(message)
     return "; ".join(problems)
+
+
+def _pool_problem(cls: type[Settings], error: Any, values: dict[str, Any]) -> str:
+    """The pool's maximum is below its minimum: name both variables and both values (a default one too)."""
+
+    def named(field_name: str) -> str | None:
+        """The variable that set ``field_name`` (keyword, environment or .env), ``None`` for its default."""
+        aliases = _aliases(cls.model_fields[field_name])
+        given = next((alias for alias in aliases if alias in values), None)
+        if given is not None:
+            return given
+        used = _variable_used(cls, field_name, aliases[0], values)
+        found = {name.upper() for name in os.environ} | set(_dotenv(cls, values))
+        return used if used.upper() in found else None
+
+    minimum, maximum = error["ctx"]["minimum"], error["input"]
+    min_aliases = _aliases(cls.model_fields["db_min_connections"])
+    max_aliases = _aliases(cls.model_fields["db_max_connections"])
+    min_var = named("db_min_connections") or min_aliases[0]
+    max_var = named("db_max_connections")
+    if max_var is None:
+        return (f"{min_var}={minimum} is above the pool's maximum, {max_aliases[0]} (or {max_aliases[1]}), "
+                f"which is {maximum} by default; lower {min_var} or set {max_aliases[0]} to {minimum} or more")
+    return (f"{max_var} must be >= {min_var} ({minimum}), got {_shown(maximum)}; the pool cannot keep more "
+            f"connections open than its maximum")
 
 
 def _redacted(text: str, url: str) -> str:

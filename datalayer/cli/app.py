@@ -7,15 +7,17 @@ URL, database down, unknown environment) into one line on stderr and a non-zero 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from datalayer.errors import DataLayerError
 from datalayer.project import Project, load_project
@@ -74,11 +76,16 @@ def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 def current_project() -> Project:
     """What this command loads: ``--models``/``--apps``, else the environment and ``[tool.datalayer]``."""
-    try:
+    with user_errors():
         project = load_project(_selection["models"], _selection["apps"])
+    try:
+        project.importable()
     except DataLayerError as exc:
         raise fail(str(exc)) from None
-    project.importable()
+    except Exception as exc:  # noqa: BLE001 - the app's own code failed to import: one line, never a traceback
+        modules = ", ".join(repr(module) for module in project.models)
+        raise fail(f"cannot import the app's models {modules} ({exc.__class__.__name__}: {exc}); fix the module "
+                   "or DATALAYER_MODELS (or [tool.datalayer] models, --models)") from None
     return project
 
 
@@ -99,8 +106,32 @@ class Abort(Exception):
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """Print ``message`` as one line on stderr (taken literally: ``[tool.datalayer]`` is not markup)."""
+    errors.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def os_error(exc: OSError, doing: str = "") -> str:
+    """One readable line for a failed file operation: what, which file, and the system's reason."""
+    text = exc.strerror or str(exc) or exc.__class__.__name__
+    if exc.filename is not None:
+        text = f"{exc.filename}: {text}"
+    return f"{doing}: {text}" if doing else text
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause (the library's, a file's) into one line on stderr and exit code 1."""
+    try:
+        yield
+    except Abort as exc:
+        raise fail(str(exc), exc.code) from None
+    except DataLayerError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(os_error(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -108,27 +139,19 @@ def load_settings(**overrides: Any) -> Settings:
 
     ``Settings`` raises ``ConfigurationError`` (a ``DataLayerError``) naming the variable and the expected form.
     """
-    from rich.markup import escape  # the message quotes user values; "[x]" must not be read as markup
-
-    try:
+    try:  # fail() escapes: the message quotes user values, and "[x]" must not be read as markup
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         _ = settings.target  # parse DATABASE_URL now, so a bad URL (or production without one) fails first
         return settings
     except DataLayerError as exc:
-        raise fail(escape(" ".join(str(exc).split()))) from None
+        raise fail(str(exc)) from None
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one command's coroutine; library errors become one line and exit code 1."""
+    """Run one command's coroutine; library and file errors become one line and exit code 1."""
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
+    with user_errors():
         return asyncio.run(_closing(coroutine))
-    except Abort as exc:
-        raise fail(str(exc), exc.code) from None
-    except DataLayerError as exc:
-        raise fail(str(exc)) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", 130) from None
 
 
 async def _closing(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -10,8 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from datalayer import backup as backups
 from datalayer.cache.read_through import forget_cached_rows
 from datalayer.cli.app import (
+    Abort,
     command,
     console,
+    fail,
     guard_production,
     load_settings,
     open_context,
@@ -29,26 +31,41 @@ def _progress() -> Progress:
 def backup_command(file: Path = typer.Argument(..., help="where to write the backup (JSON lines)")) -> None:
     """Write every table to FILE, streamed in primary-key order (memory stays flat)."""
     settings = load_settings()
+    if file.is_dir():
+        raise fail(f"cannot write the backup to {file}: it is a folder; name a file, e.g. {file / 'backup.jsonl'}")
+    if not file.parent.is_dir():
+        raise fail(f"cannot write the backup to {file}: the folder {file.parent} does not exist")
+    existed = file.exists()
 
     async def work() -> dict[str, int]:
         context = await open_context(settings)
-        with _progress() as bar:
-            task = bar.add_task("backing up", total=None)
-            return await backups.backup(file, context.models, settings,
-                                        progress=lambda table, n: bar.update(task, advance=n, description=table))
+        try:
+            with _progress() as bar:
+                task = bar.add_task("backing up", total=None)
+                return await backups.backup(file, context.models, settings,
+                                            progress=lambda table, n: bar.update(task, advance=n, description=table))
+        except BaseException as exc:
+            if not existed and file.is_file():  # never leave half a backup behind (nor remove a device)
+                file.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise Abort(f"cannot write the backup to {file}: {exc.strerror or exc}") from None
+            raise
 
     written = run(work())
-    console.print(f"wrote {sum(written.values())} rows from {len(written)} tables to {file}")
+    console.print(f"wrote {sum(written.values())} rows from {len(written)} tables to {file}", markup=False)
 
 
 @command("restore")
 def restore_command(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="a file written by `datalayer backup`"),
+    file: Path = typer.Argument(..., help="a file written by `datalayer backup`"),
     replace: bool = typer.Option(False, "--replace", help="empty the tables in the backup before loading"),
     yes_production: bool = typer.Option(False, "--yes-i-mean-production", help="allow --replace in production"),
 ) -> None:
     """Load FILE in one transaction; refuses a backup from a newer schema than the database."""
     settings = load_settings()
+    if not file.is_file():
+        raise fail(f"cannot restore {file}: " + ("it is a folder, not a backup file" if file.is_dir() else
+                                                  "no such file"))
     if replace:
         guard_production(settings.is_production, yes_production, "replace tables")
     header = run(_header(file))
@@ -66,7 +83,8 @@ def restore_command(
     restored = run(work())
     schema = header.get("schema")
     shown = ", ".join(f"{app} {file}" for app, file in schema.items()) if isinstance(schema, dict) else schema
-    console.print(f"restored {sum(restored.values())} rows into {len(restored)} tables from schema {shown}")
+    console.print(f"restored {sum(restored.values())} rows into {len(restored)} tables from schema {shown}",
+                  markup=False)
 
 
 async def _header(file: Path) -> dict:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from datalayer import introspect, migrations
@@ -23,8 +24,8 @@ EXIT_BY_STATUS = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 def status_command() -> None:
     """Where the layer connects (password masked), migrations applied/pending, rows per table."""
     settings = load_settings()
-    console.print(f"database     {settings.target.describe()}")
-    console.print(f"environment  {settings.environment}")
+    console.print(f"database     {settings.target.describe()}", markup=False)
+    console.print(f"environment  {settings.environment}", markup=False)
 
     async def gather() -> tuple[list[str], list[str], dict[str, int | None]]:
         project = current_project()
@@ -36,10 +37,10 @@ def status_command() -> None:
     applied, pending, counts = run(gather())
     console.print(f"migrations   {len(applied)} applied, {len(pending)} pending")
     for name in pending:
-        console.print(f"  [yellow]pending[/yellow] {name}")
+        console.print(f"  [yellow]pending[/yellow] {escape(name)}")
     table = Table("table", "rows")
     for name, rows in counts.items():
-        table.add_row(name, "[dim]missing[/dim]" if rows is None else str(rows))
+        table.add_row(escape(name), "[dim]missing[/dim]" if rows is None else str(rows))
     console.print(table)
 
 
@@ -64,9 +65,9 @@ def stats_command() -> None:
         return rows, await _database_bytes(settings), (cache, await cache.health(), await cache.shared_stats())
 
     rows, size, (cache, cache_health, shared) = run(gather())
-    table = Table("table", "rows", "live", "soft-deleted", title=f"{settings.target.describe()}")
+    table = Table("table", "rows", "live", "soft-deleted", title=escape(settings.target.describe()))
     for name, total, deleted in rows:
-        table.add_row(name, str(total), str(total - (deleted or 0)), "-" if deleted is None else str(deleted))
+        table.add_row(escape(name), str(total), str(total - (deleted or 0)), "-" if deleted is None else str(deleted))
     console.print(table)
     if size is not None:
         console.print(f"database size {size / 1024 / 1024:.2f} MiB")
@@ -76,7 +77,7 @@ def stats_command() -> None:
 def _print_cache(cache: Any, health: dict[str, Any], shared: dict[str, Any]) -> None:
     """The cache's state and the counters every process using its namespace has published."""
     console.print(f"cache {cache.backend.name}, namespace {cache.namespace!r}: {health['status']}"
-                  + (f" ({health['error']})" if health.get("error") else ""))
+                  + (f" ({health['error']})" if health.get("error") else ""), markup=False)
     if cache.backend.name == "memory":
         console.print("  in-process cache: its counters live in each app process (ctx.stats())")
     elif shared:
@@ -135,17 +136,18 @@ def health_command(as_json: bool = typer.Option(False, "--json", help="print the
         console.print_json(json.dumps(report, default=str))
     else:
         colour = {"healthy": "green", "degraded": "yellow"}.get(status, "red")
-        console.print(f"[{colour}]{status}[/{colour}]  {settings.target.describe()}")
+        console.print(f"[{colour}]{escape(status)}[/{colour}]  {escape(settings.target.describe())}")
         checks = report.get("checks") or {}
         if checks:
             table = Table("check", "status", "ms", "error")
             for name, check in checks.items():
                 ms = check.get("response_time_ms")
-                table.add_row(name, check.get("status", ""), "" if ms is None else f"{ms:.1f}", check.get("error") or "")
+                table.add_row(escape(str(name)), escape(str(check.get("status", ""))), "" if ms is None else f"{ms:.1f}",
+                              escape(str(check.get("error") or "")))
             console.print(table)
         for key, value in report.items():
             if key not in ("status", "checks", "target"):
-                console.print(f"  {key}: {value}", highlight=False)
+                console.print(f"  {key}: {value}", highlight=False, markup=False)
     raise typer.Exit(EXIT_BY_STATUS.get(status, 2))
 
 
@@ -168,7 +170,7 @@ def verify_command(rounds: int = typer.Option(5, min=1, help="round trips to tim
         return connect_ms, timings, await _write_round_trip(transaction)
 
     connect_ms, timings, wrote = run(check())
-    console.print(f"connected    {settings.target.describe()} in {connect_ms:.1f} ms")
+    console.print(f"connected    {settings.target.describe()} in {connect_ms:.1f} ms", markup=False)
     console.print(f"round trip   min {min(timings):.2f} / median {statistics.median(timings):.2f} / "
                   f"max {max(timings):.2f} ms over {rounds} queries")
     console.print(f"write/read   {'ok' if wrote else 'FAILED'} (rolled back, nothing kept)")

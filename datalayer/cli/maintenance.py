@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from datalayer.cli.app import command, console, load_settings, open_context, run
@@ -24,6 +25,6 @@ def cleanup_command(
     results = run(work())
     table = Table("table", "what", "would remove" if dry_run else "removed")
     for name, what, count in results:
-        table.add_row(name, what, str(count))
+        table.add_row(escape(name), escape(what), str(count))
     console.print(table)
     console.print(("dry run: nothing changed" if dry_run else "done") + f" ({sum(r[2] for r in results)} rows)")

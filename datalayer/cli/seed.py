@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from datalayer import introspect, migrations, seeding
@@ -36,17 +37,17 @@ def _print_report(report: seeding.SeedReport, verbose: bool) -> None:
     if verbose:
         for outcome in report.outcomes:
             note = f"  ({outcome.note})" if outcome.note else ""
-            console.print(f"{outcome.action:9} {outcome.model} {outcome.key}{note}", highlight=False)
+            console.print(f"{outcome.action:9} {outcome.model} {outcome.key}{note}", highlight=False, markup=False)
     counts = report.counts()
     summary = ", ".join(f"{counts[action]} {action}" for action in
                         ("created", "updated", "unchanged", "differs", "removed", "kept") if counts.get(action))
-    console.print(f"seed set {report.seed_set}: {summary or 'nothing to do'}")
+    console.print(f"seed set {report.seed_set}: {summary or 'nothing to do'}", markup=False)
     if counts.get("differs") and not verbose:
         console.print("some seeded rows differ from the seed; --verbose lists them, --force overwrites them")
     if report.generated_passwords:
         table = Table("user", "generated password", title="Generated passwords (shown once, stored as bcrypt)")
         for user, password in report.generated_passwords.items():
-            table.add_row(user, password)
+            table.add_row(escape(user), escape(password))
         console.print(table)
 
 
@@ -117,6 +118,7 @@ def reset_command(
     settings = load_settings()
     guard_production(settings.is_production or env == "production", yes_production, "reset the database")
     dropped, applied, report = run(_reset(settings, env))
-    console.print(f"dropped {len(dropped)} table(s), applied {len(applied)} migration(s) on {settings.target.describe()}")
+    console.print(f"dropped {len(dropped)} table(s), applied {len(applied)} migration(s) on "
+                  f"{settings.target.describe()}", markup=False)
     if report is not None:
         _print_report(report, verbose)

@@ -18,7 +18,15 @@ from tortoise.models import Model
 from datalayer.actor import acting_as
 from datalayer.context import DataContext
 from datalayer.seeding.loader import SeedBlock, SeedSet
-from datalayer.seeding.values import SeedError, column_name, differences, every_row, live_rows, resolve
+from datalayer.seeding.values import (
+    SeedError,
+    check_fields,
+    column_name,
+    differences,
+    every_row,
+    live_rows,
+    resolve,
+)
 from datalayer.transactions import transaction
 
 #: the actor stamped on every row a seed creates (``created_by``): how ``clear`` recognises seeded rows
@@ -64,6 +72,7 @@ def _has_password(model: type[Model]) -> bool:
 async def _seed_row(context: DataContext, model: type[Model], block: SeedBlock, row: dict[str, Any],
                     force: bool, report: SeedReport) -> None:
     manager: Any = context.manager(model)
+    check_fields(model, row, block.source, also=("password",) if _has_password(model) else ())
     password = row.get("password") if _has_password(model) else None
     values = await resolve(model, {k: v for k, v in row.items() if not (k == "password" and _has_password(model))})
     key = {column_name(model, k): values[column_name(model, k)] for k in block.key}
@@ -129,6 +138,7 @@ async def clear(context: DataContext, seed_set: SeedSet) -> SeedReport:
                 model = _model(context, block.model)
                 for row in block.rows:
                     shown = {k: row[k] for k in block.key}
+                    check_fields(model, shown, block.source)
                     try:
                         values = await resolve(model, shown, include_deleted=True)
                     except SeedError:

@@ -16,11 +16,32 @@ from datalayer.introspect import every_row, is_soft
 
 
 class SeedError(DataLayerError):
-    """A seed set is inconsistent (a relation points at a row it does not create, an unknown model)."""
+    """A seed set is inconsistent (a relation points at a row it does not create, an unknown model or field)."""
 
 
 def live_rows(model: type[Model]) -> Any:
     return model.filter(deleted_at__isnull=True) if is_soft(model) else model.all()
+
+
+def settable_fields(model: type[Model]) -> set[str]:
+    """The names a seed row may give: the model's columns and its relations (``user`` and ``user_id``)."""
+    meta = model._meta
+    return set(meta.fields_db_projection) | set(meta.fk_fields) | set(meta.o2o_fields)
+
+
+def check_fields(model: type[Model], row: dict[str, Any], source: str, *, also: tuple[str, ...] = ()) -> None:
+    """Refuse a seed row naming a field ``model`` does not have (removed, renamed or misspelt).
+
+    Raises:
+        SeedError: naming the seed file, the model and the unknown field(s), and listing the model's fields.
+    """
+    known = settable_fields(model)
+    unknown = [name for name in row if name not in known and name not in also]
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        fields_ = ", ".join(sorted(known | set(also)))
+        raise SeedError(f"seed file {source}: a {model.__name__} row names {names}, which {model.__name__} does "
+                        f"not have (removed or renamed?); its fields: {fields_}")
 
 
 def column_name(model: type[Model], name: str) -> str:
