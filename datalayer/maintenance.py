@@ -13,6 +13,7 @@ from tortoise.expressions import Subquery
 from tortoise.models import Model
 
 from datalayer import introspect
+from datalayer.core import rules
 from datalayer.transactions import transaction
 from datalayer.translate import translated
 
@@ -25,10 +26,10 @@ class _DryRun(Exception):
 
 
 async def _purge_soft_deleted(model: type[Model], models: list[type[Model]], cutoff: dt.datetime) -> int:
-    query = model.all_objects.filter(deleted_at__lt=cutoff)
+    query = model.all_objects.filter(deleted_at__lt=cutoff)  # type: ignore[attr-defined]  # a soft model
     for child in models:
         for name in child._meta.fk_fields:
-            if child._meta.fields_map[name].related_model is model and child is not model:
+            if child._meta.fields_map[name].related_model is model and child is not model:  # type: ignore[attr-defined]
                 referenced = introspect.every_row(child).filter(**{f"{name}_id__isnull": False})
                 query = query.exclude(pk__in=Subquery(referenced.values(f"{name}_id")))
     return await query.delete()
@@ -36,8 +37,12 @@ async def _purge_soft_deleted(model: type[Model], models: list[type[Model]], cut
 
 async def cleanup(models: list[type[Model]], *, days: int = 30, dry_run: bool = False,
                   now: dt.datetime | None = None) -> list[tuple[str, str, int]]:
-    """Returns ``(table, what, rows)`` for everything removed (or, with ``dry_run``, that would be)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    """Returns ``(table, what, rows)`` for everything removed (or, with ``dry_run``, that would be).
+
+    ``days`` is a whole number from 0 to ``rules.MAX_DAYS``; ``now`` a ``datetime`` (naive is UTC).
+    """
+    days = rules.whole_number(days, field="days", model="cleanup", minimum=0, maximum=rules.MAX_DAYS)
+    now = dt.datetime.now(dt.timezone.utc) if now is None else rules.moment(now, field="now", model="cleanup")
     cutoff = now - dt.timedelta(days=days)
     present = await introspect.existing_tables()
     by_table = {m._meta.db_table: m for m in models if m._meta.db_table in present}

@@ -21,6 +21,7 @@ from tortoise.connection import get_connection
 
 from datalayer.config import CONNECTION_NAME
 from datalayer.errors import ConfigurationError, ValidationError
+from datalayer.transactions import in_transaction_block, transaction
 from datalayer.translate import translated
 
 _LABEL = "raw SQL"
@@ -34,6 +35,11 @@ _SQLITE = re.compile(
 )
 _TRANSACTION_CONTROL = re.compile(
     r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE)\b", re.IGNORECASE | re.DOTALL
+)
+
+
+_PREPARED_STATEMENTS = re.compile(
+    r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:PREPARE|EXECUTE|DEALLOCATE|DISCARD\s+ALL)\b", re.IGNORECASE | re.DOTALL
 )
 
 
@@ -60,6 +66,9 @@ def prepare(sql: str, params: Sequence[Any], dialect: str) -> tuple[str, list[An
         raise _invalid(f"params must be a list of values for $1, $2, ... (got {type(params).__name__})")
     if _TRANSACTION_CONTROL.match(sql):
         raise _invalid("transaction control is not allowed in raw SQL; use `async with ctx.transaction()`")
+    if _PREPARED_STATEMENTS.match(sql):  # asyncpg owns the connection's prepared statements; DEALLOCATE ALL breaks them
+        raise _invalid("PREPARE, EXECUTE, DEALLOCATE and DISCARD ALL are not allowed in raw SQL: the driver manages "
+                       "prepared statements itself; pass values as $1, $2, ... instead")
     scanner = _POSTGRES if dialect == "postgres" else _SQLITE
     highest, done, position = 0, len(sql), 0
     while (match := scanner.search(sql, position)) is not None:
@@ -108,6 +117,15 @@ async def execute_raw(sql: str, params: Sequence[Any] = ()) -> list[dict[str, An
         TransactionClosedError: called from work that outlived its transaction block.
         DataLayerError: the database rejected the statement (syntax, missing table), translated.
     """
+    if in_transaction_block():
+        # a savepoint of its own, as a manager's write has: a failed statement that the caller catches leaves
+        # the transaction usable (PostgreSQL would otherwise refuse everything after it, then roll it all back)
+        async with transaction():
+            return await _run(sql, params)
+    return await _run(sql, params)
+
+
+async def _run(sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
     connection = get_connection(CONNECTION_NAME)
     run = getattr(connection, "run_raw", None)
     if run is None:

@@ -219,3 +219,14 @@ async def test_concurrent_set_value_on_a_new_configuration_key_keeps_one_row(ctx
     rows = await ctx.configurations.find_many({"key": "race.key"})
     assert rows.total == 1 and {r.pk for r in results} == {rows.items[0].pk}
     assert rows.items[0].value in [{"n": n} for n in range(4)]
+
+
+async def test_get_or_create_and_upsert_find_a_case_insensitive_key_in_any_case(ctx):
+    """The users' email is unique among live rows in any case: looking it up in another case finds the row."""
+    user = await ctx.users.create_user("Case@Example.com", "a long passphrase", username="cased")
+
+    found, created = await ctx.users.get_or_create({"username": "other"}, email="CASE@EXAMPLE.COM")
+    assert (found.id, created) == (user.id, False)
+    updated, created = await ctx.users.upsert({"first_name": "Ada"}, email="case@EXAMPLE.com")
+    assert (updated.id, created, updated.first_name) == (user.id, False, "Ada")
+    assert (await ctx.users.find_many()).total == 1

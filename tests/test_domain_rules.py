@@ -380,3 +380,157 @@ async def test_task_rules_apply_to_unrelated_writes_only_when_they_set_the_field
     renamed = await ctx.tasks.update(done.id, {"title": "renamed", "priority": 4})
     assert (renamed.title, renamed.status) == ("renamed", TaskStatus.COMPLETED)
     assert await Task.filter(id=done.id, title="renamed").exists()
+
+
+async def test_a_users_daily_quota_moves_only_with_the_tier(ctx):
+    """Seed 003: the quota is the tier's; generic writes may not raise it (update, update_many, upsert)."""
+    user = await ctx.users.create_user("quota@example.com", "a long passphrase", username="quota")
+    for attempt in (lambda: ctx.users.update(user.id, {"daily_quota": 10**6}),
+                    lambda: ctx.users.update_many({"id": user.id}, {"daily_quota": 10**6}),
+                    lambda: ctx.users.upsert({"daily_quota": 10**6}, email="quota@example.com")):
+        with pytest.raises(ValidationError, match="set_subscription"):
+            await attempt()
+    assert (await ctx.users.get(user.id)).daily_quota == 3
+    moved = await ctx.users.set_subscription(user.id, "pro")
+    assert (moved.subscription_tier.value, moved.daily_quota) == ("pro", 50)
+
+
+# ------------------------------------------------------------- hostile arguments of domain methods
+
+
+@pytest.fixture
+def shanghai_time(monkeypatch):
+    """The process's local time zone is UTC+8 for the test (naive date-times must still mean UTC)."""
+    import time
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    (lambda ctx, user: ctx.sessions.create_session(user.id, ttl=dt.timedelta(days=999999999)), "ttl"),
+    (lambda ctx, user: ctx.sessions.create_session(user.id, ttl=dt.timedelta(days=36_501)), "ttl"),
+    (lambda ctx, user: ctx.system_logs.cleanup_old_data(10**9), "days"),
+    (lambda ctx, user: ctx.system_logs.cleanup_old_data(36_501), "days"),
+    (lambda ctx, user: ctx.tasks.claim_next("w", task_type=5), "task_type"),
+    (lambda ctx, user: ctx.tasks.claim_next("w", task_type="a\x00b"), "task_type"),
+    (lambda ctx, user: ctx.api_keys.list_for_user(user.id, include_revoked="no"), "include_revoked"),
+    (lambda ctx, user: ctx.api_keys.list_for_user(user.id, include_revoked=0), "include_revoked"),
+    (lambda ctx, user: ctx.system_logs.log_system_event("svc", "info", "m", details=[1]), "details"),
+    (lambda ctx, user: ctx.system_logs.log_system_event("svc", "info", "m", details=""), "details"),
+    (lambda ctx, user: ctx.configurations.get_value("missing", 1, as_type=object()), "as_type"),
+    (lambda ctx, user: ctx.tasks.find_many(sort_by=""), "sort_by"),
+    (lambda ctx, user: ctx.model_usage.usage_statistics(
+        since=dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14)))), "since"),
+    (lambda ctx, user: ctx.model_usage.usage_statistics(until="2024-01-01"), "until"),
+    (lambda ctx, user: ctx.audit_logs.security_events(
+        since=dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-14)))), "since"),
+    (lambda ctx, user: ctx.tasks.update(user.id, {"title": "t"}, expected_version="1"), "expected_version"),
+    (lambda ctx, user: ctx.configurations.get_value("k", 1, as_type="a\x00b"), "as_type"),
+    (lambda ctx, user: ctx.configurations.get_value("k\ud800", 1), "key"),
+    (lambda ctx, user: ctx.system_logs.find_recent(service="svc\x00"), "service"),
+    (lambda ctx, user: ctx.audit_logs.history("users\ud800", user.id), "model_or_table"),
+    (lambda ctx, user: ctx.audit_logs.history("users", 10**5000), "record_id"),
+    (lambda ctx, user: ctx.tasks.get(10**5000), "id"),
+    (lambda ctx, user: ctx.ml_models.find_all(limit=10**5000), "limit"),
+], ids=["ttl-huge", "ttl-over-max", "cleanup-huge", "cleanup-over-max", "claim-type-int", "claim-type-nul",
+        "revoked-str", "revoked-int", "details-list", "details-str", "as_type-missing-key", "sort_by-empty",
+        "usage-since-overflow", "usage-until-str", "security-since-overflow", "expected_version-str",
+        "as_type-bad-reference", "get_value-surrogate-key", "find_recent-nul", "history-surrogate-table",
+        "history-huge-id", "get-huge-id", "limit-huge"])
+async def test_bad_arguments_are_validation_errors_naming_them(ctx, user, call, field):
+    before = (await ctx.sessions.count(), await ctx.system_logs.count(), await AuditLog.all().count())
+    with pytest.raises(ValidationError) as info:
+        await call(ctx, user)
+    refused(info, field)
+    assert (await ctx.sessions.count(), await ctx.system_logs.count(), await AuditLog.all().count()) == before
+
+
+async def test_maintenance_cleanup_bounds_its_day_count(ctx):
+    from datalayer.maintenance import cleanup
+    for days in (10**9, -1, "30"):
+        with pytest.raises(ValidationError) as info:
+            await cleanup([], days=days)
+        refused(info, "days")
+    with pytest.raises(ValidationError) as info:
+        await cleanup([], now=dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14))))
+    refused(info, "now")
+
+
+async def test_the_longest_session_and_retention_are_accepted(ctx, user):
+    session, _ = await ctx.sessions.create_session(user.id, ttl=dt.timedelta(days=36_500))
+    assert session.expires_at > timezone.now() + dt.timedelta(days=36_499)
+    assert await ctx.system_logs.cleanup_old_data(36_500) == {"system_logs": 0, "sessions": 0}
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\ud800", {"s": "\ud800"}, {"\ud800": 1}, ["x\x00"],
+                                   [float("nan")], "nested"],
+                         ids=["nul", "surrogate", "surrogate-inside", "surrogate-key", "nul-inside", "nan", "nested"])
+async def test_set_value_applies_the_json_rule_on_create_and_replace(ctx, value):
+    if value == "nested":
+        value = [[]]
+        for _ in range(5000):
+            value = [value]
+    with pytest.raises(ValidationError) as info:
+        await ctx.configurations.set_value("fresh", value)
+    refused(info, "fresh", "value")
+    await ctx.configurations.set_value("kept", {"ok": True})
+    with pytest.raises(ValidationError) as info:
+        await ctx.configurations.set_value("kept", value)
+    refused(info, "kept", "value")
+    with pytest.raises(ValidationError) as info:
+        await ctx.configurations.set_value("typed", value, as_type=list[str])
+    refused(info, "typed")
+    assert await ctx.configurations.get_value("kept") == {"ok": True}
+    assert await ctx.configurations.count() == 1
+
+
+async def test_well_typed_arguments_still_work(ctx, user):
+    await ctx.tasks.create({"title": "a", "task_type": "email"})
+    assert await ctx.tasks.claim_next("w", task_type="report") is None
+    assert (await ctx.tasks.claim_next("w", task_type="email")).title == "a"
+    key, _ = await ctx.api_keys.issue(user.id, "ci", ["a"])
+    await ctx.api_keys.revoke(key.id)
+    assert await ctx.api_keys.list_for_user(user.id) == []
+    assert [k.id for k in await ctx.api_keys.list_for_user(user.id, include_revoked=True)] == [key.id]
+    entry = await ctx.system_logs.log_system_event("svc", "info", "m")
+    assert entry.details == {}
+
+
+async def test_usage_statistics_read_since_and_until_as_instants(ctx, ml_model, shanghai_time):
+    utc = dt.timezone.utc
+    for at in (dt.datetime(2024, 6, 1, 23, 30, tzinfo=utc), dt.datetime(2024, 6, 2, 0, 30, tzinfo=utc)):
+        await ctx.model_usage.record(ml_model.id, status_code=200, latency_ms=1.0, at=at)
+
+    async def requests(**bounds):
+        return sum(row["requests"] for row in await ctx.model_usage.usage_statistics(ml_model.id, **bounds))
+
+    plus_8 = dt.timezone(dt.timedelta(hours=8))
+    assert await requests(since=dt.datetime(2024, 6, 2, 7, 0, tzinfo=plus_8)) == 2  # 2024-06-01 23:00 UTC
+    assert await requests(since=dt.datetime(2024, 6, 2, 8, 0, tzinfo=plus_8)) == 1  # 2024-06-02 00:00 UTC
+    assert await requests(since=dt.datetime(2024, 6, 2, 0, 0)) == 1  # naive: UTC, not Shanghai time
+    assert await requests(until=dt.datetime(2024, 6, 2, 0, 0)) == 1
+    assert await requests(until=dt.datetime(2024, 6, 2, 8, 0, tzinfo=plus_8)) == 1
+    assert await requests(since=dt.datetime(2024, 6, 1, 23, 0), until=dt.datetime(2024, 6, 2, 1, 0)) == 2
+
+
+async def test_security_events_read_since_as_an_instant(ctx, shanghai_time):
+    assert await ctx.api_keys.verify("not-a-key") is None  # one key_rejected event, now
+    now = timezone.now()
+    naive_utc = now.replace(tzinfo=None)
+    assert len(await ctx.audit_logs.security_events(since=naive_utc - dt.timedelta(minutes=5))) == 1
+    assert await ctx.audit_logs.security_events(since=naive_utc + dt.timedelta(minutes=30)) == []
+    plus_8 = dt.timezone(dt.timedelta(hours=8))
+    assert len(await ctx.audit_logs.security_events(since=(now - dt.timedelta(minutes=5)).astimezone(plus_8))) == 1
+    assert await ctx.audit_logs.security_events(since=(now + dt.timedelta(minutes=5)).astimezone(plus_8)) == []
+
+
+async def test_credentials_with_a_lone_surrogate_match_nothing(ctx, user):
+    assert await ctx.sessions.find_by_token("\ud800") is None
+    assert await ctx.api_keys.verify("dlk_abcdefgh_\ud800") is None
+    assert await ctx.users.authenticate(user.email, "pass\ud800word") is None
+    with pytest.raises(ValidationError) as info:
+        await ctx.users.change_password(user.id, "pass\ud800word")
+    refused(info, "password", "surrogate")

@@ -224,3 +224,24 @@ async def test_sqlite_session_settings_are_restored_after_raw_sql(ctx, backend):
     # foreign keys are still enforced for everyone
     with pytest.raises(ValidationError):
         await ctx.manager(Article).create({"title": "orphan", "author_id": "00000000-0000-7000-8000-00000000beef"})
+
+
+async def test_a_caught_raw_error_inside_a_transaction_keeps_the_transaction(ctx):
+    """A failed raw statement runs in its own savepoint: catching it leaves the caller's work in place."""
+    async with ctx.transaction() as tx:
+        kept = await tx.manager(Author).create({"name": "kept", "email": "kept@example.com"})
+        with pytest.raises(DataLayerError):
+            await tx.raw("SELEC 1")  # (1 / 0 is NULL on SQLite, an error only on PostgreSQL)
+        with pytest.raises(DataLayerError):
+            await tx.raw('SELECT * FROM "no_such_table"')
+        assert (await tx.manager(Author).get(kept.id)).name == "kept"
+    assert (await ctx.manager(Author).get(kept.id)).name == "kept"
+
+
+@pytest.mark.parametrize("statement", ["DEALLOCATE ALL", "discard all", "PREPARE p1 AS SELECT 1", "EXECUTE p1",
+                                       "  /* x */ DEALLOCATE p1"])
+async def test_statements_that_manage_prepared_statements_are_refused(ctx, statement):
+    with pytest.raises(ValidationError, match="prepared statements"):
+        await ctx.raw(statement)
+    for _ in range(12):  # every pooled connection still serves cached statements
+        assert (await ctx.manager(Author).find_many()).total == 0

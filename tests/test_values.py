@@ -201,3 +201,149 @@ async def test_a_declared_schema_gets_the_same_value_rules(ctx):
     with pytest.raises(ValidationError) as caught:
         await ctx.manager(Author).create({"name": "a\x00", "email": "a@example.com"})
     assert list(caught.value.errors) == ["name"]
+
+
+# ------------------------------------------------ hostile values: a ValidationError, never a Python error
+
+PLUS_14 = dt.timezone(dt.timedelta(hours=14))
+MINUS_14 = dt.timezone(dt.timedelta(hours=-14))
+
+
+def _cursor(sort_by, value, last_id):
+    from datalayer.managers.pagination import encode_cursor
+    return encode_cursor(sort_by, False, value, last_id)
+
+
+def _nested(levels):
+    value = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("amount", [Decimal("1e1000000"), Decimal("-1e1000000"), "1e1000000", Decimal("9" * 40),
+                                    10**40, 1e308])
+async def test_a_decimal_beyond_any_precision_is_refused_on_every_path(ctx, amount):
+    notes = ctx.manager(CachedNote)
+    note = await notes.create({"title": "n", "amount": "1.5"})
+    before = await _snapshot(ctx, CachedNote)
+    for attempt, key in (
+        (lambda: notes.create({"title": "x", "amount": amount}), "amount"),
+        (lambda: notes.update(note.id, {"amount": amount}), "amount"),
+        (lambda: notes.bulk_create([{"title": "x", "amount": amount}]), "rows[0].amount"),
+        (lambda: notes.count({"amount__gt": amount}), "amount__gt"),
+        (lambda: notes.find_many(filters={"amount__in": [amount]}), "amount__in"),
+        (lambda: notes.find_after(_cursor("amount", str(amount), note.id), sort_by="amount"), "cursor"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            await attempt()
+        assert list(caught.value.errors) == [key], caught.value.errors
+    assert await _snapshot(ctx, CachedNote) == before
+
+
+@pytest.mark.parametrize("amount", [Decimal("-1e-1000000"), "-1e-1000000", Decimal("1.23456")])
+async def test_a_decimal_filter_with_more_places_than_the_scale_is_refused_not_rounded(ctx, amount):
+    notes = ctx.manager(CachedNote)
+    note = await notes.create({"title": "n", "amount": "0"})
+    for attempt, key in ((lambda: notes.count({"amount__lte": amount}), "amount__lte"),
+                         (lambda: notes.count({"amount": amount}), "amount"),
+                         (lambda: notes.find_after(_cursor("amount", str(amount), note.id), sort_by="amount"),
+                          "cursor")):
+        with pytest.raises(ValidationError) as caught:
+            await attempt()
+        assert list(caught.value.errors) == [key] and "scale 4" in caught.value.errors[key]
+    assert await notes.count({"amount__lte": Decimal("0.00000")}) == 1  # trailing zeros are the same value
+    assert await notes.count({"amount__gte": "-99999999.9999"}) == 1
+    written = await notes.create({"title": "w", "amount": amount})  # a write is rounded to the scale
+    assert written.amount == (await notes.get(written.id)).amount
+
+
+@pytest.mark.parametrize("when", [dt.datetime(1, 1, 1, tzinfo=PLUS_14),
+                                  dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=MINUS_14),
+                                  "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999999-14:00"])
+async def test_a_datetime_outside_the_utc_calendar_is_refused_on_every_path(ctx, when):
+    articles = ctx.manager(Article)
+    article = await articles.create({"title": "t", "published_at": dt.datetime(2024, 1, 1)})
+    before = await _snapshot(ctx, Article)
+    for attempt, key in (
+        (lambda: articles.create({"title": "x", "published_at": when}), "published_at"),
+        (lambda: articles.update(article.id, {"published_at": when}), "published_at"),
+        (lambda: articles.bulk_create([{"title": "x", "published_at": when}]), "rows[0].published_at"),
+        (lambda: articles.count({"published_at__gte": when}), "published_at__gte"),
+        (lambda: articles.count({"created_at__range": [when, dt.datetime(2030, 1, 1)]}), "created_at__range"),
+        (lambda: articles.find_after(_cursor("created_at", str(when), article.id)), "cursor"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            await attempt()
+        assert list(caught.value.errors) == [key], caught.value.errors
+        assert "years 1 to 9999" in caught.value.errors[key]
+    assert await _snapshot(ctx, Article) == before
+
+
+async def test_the_last_instant_of_the_calendar_still_compares(ctx, shanghai):
+    articles = ctx.manager(Article)
+    await articles.create({"title": "t", "published_at": dt.datetime(2024, 1, 1)})
+    assert await articles.count({"published_at__lt": dt.datetime(9999, 12, 31, 23, 59, 59, 999999)}) == 1
+    assert await articles.count({"published_at__gt": dt.datetime(1, 1, 1, 14, tzinfo=PLUS_14)}) == 1
+
+
+def _self_containing():
+    value = []
+    value.append(value)
+    return value
+
+
+@pytest.mark.parametrize("meta", [_nested(5000), _nested(101), _self_containing(), {"s": "\ud800"},
+                                  {"\udfff": 1}, ["ok", ["a\x00"]]],
+                         ids=["nested-5000", "nested-101", "self-containing", "surrogate", "surrogate-key", "nul"])
+async def test_json_no_engine_stores_alike_is_refused_on_every_write_path(ctx, meta):
+    notes = ctx.manager(CachedNote)
+    note = await notes.create({"title": "n", "meta": {"kept": True}})
+    before = await _snapshot(ctx, CachedNote)
+    for attempt, key in ((lambda: notes.create({"title": "x", "meta": meta}), "meta"),
+                         (lambda: notes.update(note.id, {"meta": meta}), "meta"),
+                         (lambda: notes.bulk_create([{"title": "x", "meta": meta}]), "rows[0].meta"),
+                         (lambda: notes.update_many({"title": "n"}, {"meta": meta}), "meta")):
+        with pytest.raises(ValidationError) as caught:
+            await attempt()
+        assert list(caught.value.errors) == [key], caught.value.errors
+    assert await _snapshot(ctx, CachedNote) == before
+
+
+async def test_json_nested_a_hundred_levels_is_kept(ctx):
+    notes = ctx.manager(CachedNote)
+    note = await notes.create({"title": "n", "meta": _nested(100)})
+    assert (await notes.get(note.id)).meta == _nested(100)
+    assert (await notes.update(note.id, {"meta": {"deep": _nested(99)}})).meta == {"deep": _nested(99)}
+
+
+@pytest.mark.parametrize("version", ["1", 1.0, True, 0, -1, 2**31, 2**40, [1]])
+async def test_expected_version_must_be_a_version_number(ctx, version):
+    articles = ctx.manager(Article)
+    article = await articles.create({"title": "t"})
+    before = await _snapshot(ctx, Article)
+    with pytest.raises(ValidationError) as caught:
+        await articles.update(article.id, {"title": "changed"}, expected_version=version)
+    assert list(caught.value.errors) == ["expected_version"]
+    assert await _snapshot(ctx, Article) == before
+    updated = await articles.update(article.id, {"title": "changed"}, expected_version=1)
+    assert updated.version == 2
+
+
+@pytest.mark.parametrize("rows", [None, 5, {"title": "a"}, "title", b"rows", Article])
+async def test_bulk_create_takes_an_iterable_of_rows_only(ctx, rows):
+    for manager in (ctx.manager(Article), ctx.users):
+        with pytest.raises(ValidationError) as caught:
+            await manager.bulk_create(rows)
+        assert list(caught.value.errors) == ["rows"]
+    assert await ctx.manager(Article).count() == 0
+    assert await ctx.manager(Article).bulk_create(iter([{"title": "a"}])) != []
+
+
+async def test_an_empty_sort_by_is_refused_not_defaulted(ctx):
+    articles = ctx.manager(Article)
+    for attempt in (lambda: articles.find_many(sort_by=""), lambda: articles.find_after(sort_by="")):
+        with pytest.raises(ValidationError) as caught:
+            await attempt()
+        assert list(caught.value.errors) == ["sort_by"]
+    assert (await articles.find_many(sort_by=None)).total == 0

@@ -10,12 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import (
-    PydanticSchemaGenerationError,
-    PydanticUndefinedAnnotation,
-    PydanticUserError,
-    TypeAdapter,
-)
+from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from tortoise import timezone
 from tortoise.functions import Count
@@ -33,6 +28,7 @@ from datalayer.core.audit_log import AuditAction
 from datalayer.errors import ConflictError, NotFoundError, ValidationError
 from datalayer.managers import auditing
 from datalayer.managers.base import ModelManager
+from datalayer.managers.filters import filter_q
 from datalayer.managers.validation import validate_input
 from datalayer.transactions import transaction
 from datalayer.translate import translated
@@ -47,9 +43,18 @@ def _adapter(as_type: Any) -> TypeAdapter[Any]:
         adapter: TypeAdapter[Any] = TypeAdapter(as_type)
         adapter.rebuild(raise_errors=True)  # a forward reference such as "bogus" fails here, not later
         return adapter
-    except (PydanticSchemaGenerationError, PydanticUndefinedAnnotation, PydanticUserError, TypeError, KeyError):
-        raise ValidationError({"as_type": f"{as_type!r:.60} is not a type; pass e.g. int or list[str]"},
+    except Exception:  # noqa: BLE001 - whatever fails to become an adapter (a bad forward reference) is no type
+        raise ValidationError({"as_type": f"{rules.shown(as_type)} is not a type; pass e.g. int or list[str]"},
                               model="Configuration") from None
+
+
+def _json_setting(key: str, value: Any) -> Any:
+    """``value`` as a configuration stores it (the JSON rule of ``values.value_type``), or ValidationError
+    naming ``key``. Checked before ``set_value`` encodes a str, which would hide NUL and surrogates."""
+    try:
+        return validate_input(Configuration, {"value": value}, "update")["value"]
+    except ValidationError as exc:
+        raise ValidationError({key: f"value {exc.errors.get('value', exc)}"}, model="Configuration") from None
 
 
 class TaskManager(ModelManager[Task]):
@@ -147,11 +152,12 @@ class TaskManager(ModelManager[Task]):
         writer at a time and the transaction holds it.
         """
         rules.text(worker, field="worker", model="Task")
+        of_type = filter_q(Task, {"task_type": task_type}) if task_type is not None else None
         async with transaction():
             with translated("Task"):
                 queryset = self.query().filter(status=TaskStatus.PENDING)
-                if task_type is not None:
-                    queryset = queryset.filter(task_type=task_type)
+                if of_type is not None:
+                    queryset = queryset.filter(of_type)
                 task = await queryset.order_by("-priority", "created_at", "id") \
                     .select_for_update(skip_locked=True).first()
                 if task is None:
@@ -204,36 +210,41 @@ class ConfigurationManager(ModelManager[Configuration]):
         """The stored value, checked (and coerced) against ``as_type`` when given.
 
         A missing key returns ``default``, or raises ``NotFoundError`` when no default is given.
+        ``ValidationError`` when ``as_type`` is not a type pydantic can check, whether or not the key is set.
         """
+        adapter = None if as_type is None else _adapter(as_type)
         found = await self.find_by_key(key)
         if found is None:
             if default is _MISSING:
                 raise NotFoundError("Configuration", key, f"configuration {key!r} is not set")
             return default
-        if as_type is None:
+        if adapter is None:
             return found.value
         try:
-            return _adapter(as_type).validate_python(found.value)
+            return adapter.validate_python(found.value)
         except PydanticValidationError:
-            raise ValidationError({key: f"stored value {found.value!r:.60} is not a {as_type!r}"},
+            raise ValidationError({key: f"stored value {rules.shown(found.value)} is not a {rules.shown(as_type)}"},
                                   model="Configuration") from None
 
     async def set_value(
         self, key: str, value: Any, *, scope: str | None = None, description: str | None = None,
         as_type: type[T] | Any = None,
     ) -> Configuration:
-        """Create or replace ``key``; with ``as_type`` the value is checked first. JSON-able values only."""
-        try:
-            rules.json_value(value)
-        except ValueError as exc:
-            raise ValidationError({key: str(exc)}, model="Configuration") from None
+        """Create or replace ``key``; with ``as_type`` the value is checked first.
+
+        JSON values only, under the JSON rule of every write (no NUL or lone surrogates in text, finite
+        numbers, bounded nesting): ``ValidationError`` naming ``key`` otherwise, and nothing is written.
+        """
+        rules.text(key, field="key", model="Configuration")
+        value = _json_setting(key, value)
         if as_type is not None:
+            adapter = _adapter(as_type)
             try:
-                adapter = _adapter(as_type)
                 value = adapter.dump_python(adapter.validate_python(value), mode="json")
-            except PydanticValidationError:
-                raise ValidationError({key: f"value {value!r:.60} is not a {as_type!r}"},
+            except (PydanticValidationError, ValueError):  # a serialisation error is a ValueError
+                raise ValidationError({key: f"value {rules.shown(value)} is not a {rules.shown(as_type)}"},
                                       model="Configuration") from None
+            value = _json_setting(key, value)
         fields: dict[str, Any] = {"value": value}
         if scope is not None:
             fields["scope"] = scope

@@ -5,13 +5,17 @@ Relations: ParsedRequest -> ProjectAnalysis -> CodeFile, and Task belongs to a r
 
 from __future__ import annotations
 
+import uuid
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tortoise import fields
 
 from datalayer.models.base import AuditedModel
 from datalayer.schema import LiveUnique
+
+if TYPE_CHECKING:
+    from datalayer.core.accounts import User
 
 
 class RequestStatus(str, Enum):
@@ -62,12 +66,18 @@ class JSONValueField(fields.JSONField):
 class ParsedRequest(AuditedModel):
     """A user's natural-language request and what the parser made of it."""
 
-    user = fields.ForeignKeyField("core.User", related_name="parsed_requests", null=True)
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "core.User", related_name="parsed_requests", null=True
+    )
+    user_id: uuid.UUID | None
     raw_input = fields.TextField()
     intent = fields.CharField(max_length=100, null=True)
-    parsed_data = fields.JSONField(default=dict)
+    parsed_data: fields.JSONField[Any] = fields.JSONField(default=dict)
     status = fields.CharEnumField(RequestStatus, max_length=16, default=RequestStatus.PENDING)
     error_message = fields.TextField(null=True)
+    #: reverse relations, added by Tortoise (for the type checker)
+    analyses: fields.ReverseRelation[ProjectAnalysis]
+    tasks: fields.ReverseRelation[Task]
 
     searchable_fields: ClassVar = ("raw_input", "intent")
     filter_relations: ClassVar = ("user__username", "user__email")
@@ -78,14 +88,20 @@ class ParsedRequest(AuditedModel):
 
 
 class ProjectAnalysis(AuditedModel):
-    parsed_request = fields.ForeignKeyField("agent.ParsedRequest", related_name="analyses")
+    parsed_request: fields.ForeignKeyRelation[ParsedRequest] = fields.ForeignKeyField(
+        "agent.ParsedRequest", related_name="analyses"
+    )
+    parsed_request_id: uuid.UUID
     project_name = fields.CharField(max_length=200)
     project_path = fields.CharField(max_length=1000, null=True)
     status = fields.CharEnumField(AnalysisStatus, max_length=16, default=AnalysisStatus.PENDING)
-    summary = fields.JSONField(default=dict)
+    summary: fields.JSONField[Any] = fields.JSONField(default=dict)
     error_message = fields.TextField(null=True)
     started_at = fields.DatetimeField(null=True)
     completed_at = fields.DatetimeField(null=True)
+    #: reverse relations, added by Tortoise (for the type checker)
+    tasks: fields.ReverseRelation[Task]
+    files: fields.ReverseRelation[CodeFile]
 
     searchable_fields: ClassVar = ("project_name",)
     filter_relations: ClassVar = (
@@ -100,8 +116,14 @@ class ProjectAnalysis(AuditedModel):
 class Task(AuditedModel):
     """A unit of agent work; ``claim_next`` hands each pending task to exactly one worker."""
 
-    parsed_request = fields.ForeignKeyField("agent.ParsedRequest", related_name="tasks", null=True)
-    project_analysis = fields.ForeignKeyField("agent.ProjectAnalysis", related_name="tasks", null=True)
+    parsed_request: fields.ForeignKeyNullableRelation[ParsedRequest] = fields.ForeignKeyField(
+        "agent.ParsedRequest", related_name="tasks", null=True
+    )
+    parsed_request_id: uuid.UUID | None
+    project_analysis: fields.ForeignKeyNullableRelation[ProjectAnalysis] = fields.ForeignKeyField(
+        "agent.ProjectAnalysis", related_name="tasks", null=True
+    )
+    project_analysis_id: uuid.UUID | None
     title = fields.CharField(max_length=200)
     description = fields.TextField(default="")
     task_type = fields.CharField(max_length=50, default="generic")
@@ -113,7 +135,7 @@ class Task(AuditedModel):
     completed_at = fields.DatetimeField(null=True)
     attempts = fields.IntField(default=0)
     max_retries = fields.IntField(default=3)
-    results = fields.JSONField(null=True)
+    results: fields.JSONField[Any] = fields.JSONField(null=True)
     error_message = fields.TextField(null=True)
 
     searchable_fields: ClassVar = ("title", "description")
@@ -132,7 +154,10 @@ class Task(AuditedModel):
 class CodeFile(AuditedModel):
     """A file seen by an analysis: content inline for small files, or a storage reference."""
 
-    project_analysis = fields.ForeignKeyField("agent.ProjectAnalysis", related_name="files")
+    project_analysis: fields.ForeignKeyRelation[ProjectAnalysis] = fields.ForeignKeyField(
+        "agent.ProjectAnalysis", related_name="files"
+    )
+    project_analysis_id: uuid.UUID
     path = fields.CharField(max_length=1000)
     language = fields.CharField(max_length=50, null=True)
     size_bytes = fields.BigIntField(default=0)

@@ -22,17 +22,19 @@ class SystemLogManager(ModelManager[SystemLog]):
     """``ctx.system_logs``: ``log_system_event``, ``get_database_stats``, ``cleanup_old_data``."""
 
     model = SystemLog
+    field_checks: ClassVar = {"details": rules.json_object}
 
     async def log_system_event(
         self, service: str, level: LogLevel | str, message: str, details: dict[str, Any] | None = None
     ) -> SystemLog:
         """Store one event (and pass it to the ``datalayer.system_logs`` logger at the same level).
 
-        ``level`` is a ``LogLevel`` or its name in any case; ``ValidationError`` for anything else.
+        ``level`` is a ``LogLevel`` or its name in any case, ``details`` a dict (a JSON object);
+        ``ValidationError`` for anything else.
         """
         level = rules.enum_member(LogLevel, level, field="level", model="SystemLog")
         entry = await self.create({"service": service, "level": level, "message": message,
-                                   "details": details or {}})
+                                   "details": {} if details is None else details})
         log.log(logging.getLevelName(level.value), "%s: %s", service, message)
         return entry
 
@@ -84,7 +86,7 @@ class SystemLogManager(ModelManager[SystemLog]):
         Returns how many rows went from each table. Nothing else is touched: soft-deleted business rows
         stay restorable.
         """
-        rules.whole_number(days, field="days", model="SystemLog", minimum=1)
+        rules.whole_number(days, field="days", model="SystemLog", minimum=1, maximum=rules.MAX_DAYS)
         cutoff = timezone.now() - dt.timedelta(days=days)
         async with transaction():
             with translated("cleanup"):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tortoise import fields
 
 from datalayer.models.base import AuditedModel, RecordModel
+
+if TYPE_CHECKING:
+    from datalayer.core.accounts import User
 
 
 class JobStatus(str, Enum):
@@ -26,15 +30,18 @@ class LogLevel(str, Enum):
 
 
 class DataAnalysis(AuditedModel):
-    user = fields.ForeignKeyField("core.User", related_name="data_analyses")
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("core.User", related_name="data_analyses")
+    user_id: uuid.UUID
     title = fields.CharField(max_length=200)
     description = fields.TextField(null=True)
     status = fields.CharEnumField(JobStatus, max_length=16, default=JobStatus.PENDING)
-    parameters = fields.JSONField(default=dict)
-    results = fields.JSONField(null=True)
+    parameters: fields.JSONField[Any] = fields.JSONField(default=dict)
+    results: fields.JSONField[Any] = fields.JSONField(null=True)
     error_message = fields.TextField(null=True)
     started_at = fields.DatetimeField(null=True)
     completed_at = fields.DatetimeField(null=True)
+    #: reverse relations, added by Tortoise (for the type checker)
+    files: fields.ReverseRelation[AnalysisFile]
 
     searchable_fields: ClassVar = ("title", "description")
     filter_relations: ClassVar = ("user__username", "user__email", "files__filename", "files__file_type")
@@ -45,7 +52,10 @@ class DataAnalysis(AuditedModel):
 
 
 class AnalysisFile(AuditedModel):
-    analysis = fields.ForeignKeyField("analysis.DataAnalysis", related_name="files")
+    analysis: fields.ForeignKeyRelation[DataAnalysis] = fields.ForeignKeyField(
+        "analysis.DataAnalysis", related_name="files"
+    )
+    analysis_id: uuid.UUID
     filename = fields.CharField(max_length=255)
     file_type = fields.CharField(max_length=50)
     size_bytes = fields.BigIntField(default=0)
@@ -60,11 +70,14 @@ class AnalysisFile(AuditedModel):
 
 
 class ToolGeneration(AuditedModel):
-    user = fields.ForeignKeyField("core.User", related_name="tool_generations")
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "core.User", related_name="tool_generations"
+    )
+    user_id: uuid.UUID
     tool_type = fields.CharField(max_length=50)
     prompt = fields.TextField()
     status = fields.CharEnumField(JobStatus, max_length=16, default=JobStatus.PENDING)
-    result = fields.JSONField(null=True)
+    result: fields.JSONField[Any] = fields.JSONField(null=True)
     error_message = fields.TextField(null=True)
 
     filter_relations: ClassVar = ("user__username", "user__email")
@@ -80,7 +93,7 @@ class SystemLog(RecordModel):
     service = fields.CharField(max_length=100)
     level = fields.CharEnumField(LogLevel, max_length=16, default=LogLevel.INFO)
     message = fields.TextField()
-    details = fields.JSONField(default=dict)
+    details: fields.JSONField[Any] = fields.JSONField(default=dict)
 
     class Meta:
         table = "system_logs"

@@ -108,7 +108,7 @@ async def install(connection: aiosqlite.Connection) -> None:
     await connection.create_function("upper", 1, fold_upper, deterministic=True)
     await connection.execute("PRAGMA case_sensitive_like = ON")
     async with connection.execute("SELECT 'a' LIKE 'A'") as cursor:
-        folds_ascii = (await cursor.fetchone())[0]
+        folds_ascii = (await cursor.fetchone())[0]  # type: ignore[index]  # a SELECT has a row
     if folds_ascii:  # a build without the (deprecated) pragma: define LIKE itself
         await connection.create_function("like", 2, case_sensitive_like, deterministic=True)
         await connection.create_function("like", 3, case_sensitive_like, deterministic=True)
@@ -121,4 +121,13 @@ def utc_text(value: dt.datetime) -> str:
     return value.isoformat(" ")
 
 
-sqlite3.register_adapter(dt.datetime, utc_text)
+def install_adapter() -> None:
+    """Make ``utc_text`` sqlite3's adapter for datetimes. sqlite3 keeps one adapter per type for the whole
+    process, and Tortoise registers its own when its SQLite executor is imported: importing that first
+    makes ours the last word, whatever the import order of the app."""
+    import tortoise.backends.sqlite.executor  # noqa: F401 - registers Tortoise's adapters; ours replaces one
+
+    sqlite3.register_adapter(dt.datetime, utc_text)
+
+
+install_adapter()

@@ -254,7 +254,8 @@ class Cache:
         if self.near is not None:  # read-your-writes here at once; other processes hear it from Redis
             self.near.drop(full)
         guard_ms = int(self.invalidation_guard * 1000)
-        done = await self._call(lambda: self.backend.set_many([(k, _TOMBSTONE) for k in full], guard_ms), False)
+        done: bool | None = await self._call(
+            lambda: self.backend.set_many([(k, _TOMBSTONE) for k in full], guard_ms), False)
         if done is False:
             self._remember_failed(full)
 
@@ -422,7 +423,7 @@ class Cache:
             "error": error,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         }
-        circuit = self.backend.describe_state().get("circuit")
+        circuit: Any = self.backend.describe_state().get("circuit")
         if circuit:
             report["circuit"] = circuit["state"]
         return report

@@ -20,8 +20,10 @@ committed one always invalidates it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tortoise import fields as tf
 from tortoise.models import Model
 
 from datalayer.transactions import in_transaction_block
@@ -39,24 +41,80 @@ async def forget_cached_rows(cache: Cache) -> int:
     return await cache.invalidate_prefix(ROW_PREFIX)
 
 
+# Bump when the cached form of a row changes, so rows cached by older code are never decoded by newer code.
+# 2: JSON fields (and fields with their own to_python_value) are cached in their stored form.
+ROW_FORMAT = 2
+
+Encoder = Callable[[Any, Model], Any]
+
+
+def _json_text(field: tf.JSONField) -> Encoder:
+    """A JSON field's value as the JSON text the column holds, which ``to_python_value`` decodes once."""
+
+    def encode(value: Any, row: Model) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, (str, int, float, bool, list, dict)):  # decoded JSON: a str is a JSON string
+            return field.encoder(value)
+        return field.to_db_value(value, row)  # e.g. a pydantic model, serialised as the field writes it
+
+    return encode
+
+
+def _stored_form(field: tf.Field) -> Encoder:
+    """A field's value as the field writes it to the database, which its ``to_python_value`` reads back."""
+
+    def encode(value: Any, row: Model) -> Any:
+        return field.to_db_value(value, row)
+
+    return encode
+
+
+def _decodes_once(field: tf.Field) -> bool:
+    """Whether ``field.to_python_value`` must not see its own output again (it is not idempotent).
+
+    JSON fields decode a ``str`` as JSON text, so the value ``"hello"`` would fail and ``"123"`` become 123;
+    fields of other libraries or apps are assumed to decode too. Tortoise's other fields only coerce types.
+    """
+    if isinstance(field, tf.JSONField):
+        return True
+    return not type(field).to_python_value.__module__.startswith("tortoise.")
+
+
+def _row_encoders(model: type[Model]) -> list[tuple[str, Encoder]]:
+    """The fields ``_init_from_db`` runs ``to_python_value`` on that cannot take a fetched row's value back,
+    each with how to cache it instead: in its stored form, so a cache hit decodes it exactly as a read does.
+
+    Worked out on each miss (a few fields), as which fields are converted depends on the connected engine.
+    """
+    return [(name, _json_text(field) if isinstance(field, tf.JSONField) else _stored_form(field))
+            for _column, name, field in model._meta.db_complex_fields if _decodes_once(field)]
+
+
 def row_to_dict(row: Model) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in row._meta.fields_db_projection}
+    """The cached form of a fetched row: its field values, those ``to_python_value`` decodes in stored form."""
+    data = {name: getattr(row, name) for name in row._meta.fields_db_projection}
+    for name, encode in _row_encoders(type(row)):
+        data[name] = encode(data[name], row)
+    return data
 
 
 def row_from_dict(model: type[Model], data: dict[str, Any]) -> Model:
     """An instance equal to one fetched from the database (saved, so ``save``/``delete`` work on it).
 
     Built like Tortoise builds fetched rows (``_init_from_db``), which skips ``__init__``'s defaults and
-    validation: several times cheaper, and this is the hot path of a cache hit.
+    validation: several times cheaper, and this is the hot path of a cache hit. Fields whose
+    ``to_python_value`` decodes (JSON) arrive in stored form (``row_to_dict``), so they are decoded once.
     """
     projection = model._meta.fields_db_projection
     return model._init_from_db(**{column: data[name] for name, column in projection.items()})
 
 
 def schema_fingerprint(model: type[Model]) -> str:
-    """Changes when the model's columns change, so a deploy never decodes rows cached by the old code."""
+    """Changes when the model's columns or the cached row format change, so a deploy never decodes rows
+    cached by the old code."""
     columns = ",".join(sorted(model._meta.fields_db_projection.values()))
-    return hashlib.sha1(columns.encode()).hexdigest()[:8]
+    return hashlib.sha1(f"{ROW_FORMAT}|{columns}".encode()).hexdigest()[:8]
 
 
 def wants_read_through(manager: ModelManager[Any], model_names: frozenset[str]) -> bool:
@@ -108,8 +166,8 @@ def apply_read_through(manager: ModelManager[Any], cache: Cache) -> ReadThrough 
     ttl = getattr(type(manager), "cache_ttl", None) or cache.row_ttl
     if installed is None:
         installed = ReadThrough(manager, cache, ttl)
-        manager.read_through = installed
-        manager.find = installed.find
+        manager.read_through = installed  # type: ignore[attr-defined]
+        manager.find = installed.find  # type: ignore[method-assign]
         manager.add_write_listener(installed.written)
     installed.cache, installed.ttl, installed.enabled = cache, ttl, True
     return installed

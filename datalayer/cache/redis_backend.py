@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -61,7 +61,8 @@ class RedisBackend(CacheBackend):
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
         )
-        self._client = Redis(connection_pool=self._pool)
+        # Any: redis-py's types do not follow decode_responses=True (every value read here is a str)
+        self._client: Any = Redis(connection_pool=self._pool)
         self._release = self._client.register_script(_RELEASE_LOCK)
         self._was_open = False
 
@@ -99,7 +100,7 @@ class RedisBackend(CacheBackend):
 
     async def set_many(self, items: Sequence[tuple[str, str]], ttl_ms: int | None) -> None:
         for start in range(0, len(items), _BATCH):
-            async def batch(chunk=items[start:start + _BATCH]) -> None:
+            async def batch(chunk: Sequence[tuple[str, str]] = items[start:start + _BATCH]) -> None:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for key, value in chunk:
                         pipe.set(key, value, px=ttl_ms)
@@ -110,17 +111,17 @@ class RedisBackend(CacheBackend):
         removed = 0
         for start in range(0, len(keys), _BATCH):
             chunk = list(keys[start:start + _BATCH])
-            removed += await self._run(lambda chunk=chunk: self._client.unlink(*chunk))
+            removed += await self._run(lambda chunk=chunk: self._client.unlink(*chunk))  # type: ignore[misc]  # a lambda with defaults
         return removed
 
     async def delete_prefix(self, prefix: str) -> int:
         pattern, cursor, removed = _glob_escape(prefix) + "*", 0, 0
         while True:
             cursor, found = await self._run(
-                lambda cursor=cursor: self._client.scan(cursor=cursor, match=pattern, count=_BATCH)
+                lambda cursor=cursor: self._client.scan(cursor=cursor, match=pattern, count=_BATCH)  # type: ignore[misc]  # a lambda with defaults
             )
             if found:
-                removed += await self._run(lambda found=found: self._client.unlink(*found))
+                removed += await self._run(lambda found=found: self._client.unlink(*found))  # type: ignore[misc]  # a lambda with defaults
             if cursor == 0:
                 return removed
 

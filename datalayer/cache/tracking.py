@@ -112,7 +112,7 @@ class InvalidationListener:
             if keys is None:  # FLUSHDB / FLUSHALL
                 self.near.clear()
             elif isinstance(keys, list):
-                self.near.drop(keys)  # type: ignore[arg-type]
+                self.near.drop(keys)
 
     async def _disconnect(self) -> None:
         connection, self._connection = self._connection, None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tortoise import fields
 
 from datalayer.models.base import AuditedModel
 from datalayer.schema import LiveUnique
+
+if TYPE_CHECKING:
+    from datalayer.core.accounts import User
 
 
 class StyleType(str, Enum):
@@ -35,8 +39,10 @@ class CharacterTemplate(AuditedModel):
     style_type = fields.CharEnumField(StyleType, max_length=16)
     description = fields.TextField(default="")
     base_prompt = fields.TextField()
-    settings = fields.JSONField(default=dict)
+    settings: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     is_active = fields.BooleanField(default=True)
+    #: reverse relations, added by Tortoise (for the type checker)
+    characters: fields.ReverseRelation[Character]
 
     searchable_fields: ClassVar = ("name", "description")
     live_unique_fields: ClassVar = (LiveUnique(("name",)),)
@@ -47,8 +53,12 @@ class CharacterTemplate(AuditedModel):
 
 
 class Character(AuditedModel):
-    user = fields.ForeignKeyField("core.User", related_name="characters")
-    template = fields.ForeignKeyField("characters.CharacterTemplate", related_name="characters", null=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("core.User", related_name="characters")
+    user_id: uuid.UUID
+    template: fields.ForeignKeyNullableRelation[CharacterTemplate] = fields.ForeignKeyField(
+        "characters.CharacterTemplate", related_name="characters", null=True
+    )
+    template_id: uuid.UUID | None
     name = fields.CharField(max_length=100)
     prompt = fields.TextField()
     style_type = fields.CharEnumField(StyleType, max_length=16, null=True)
@@ -56,7 +66,7 @@ class Character(AuditedModel):
     thumbnail_url = fields.CharField(max_length=500, null=True)
     image_url = fields.CharField(max_length=500, null=True)
     is_public = fields.BooleanField(default=False)
-    metadata = fields.JSONField(default=dict)
+    metadata: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
 
     searchable_fields: ClassVar = ("name", "prompt")
     filter_relations: ClassVar = ("user__username", "user__email", "template__name")

@@ -126,6 +126,9 @@ class User(AuditedModel):
     is_active = fields.BooleanField(default=True)
     is_verified = fields.BooleanField(default=False)
     last_login_at = fields.DatetimeField(null=True)
+    #: reverse relations, added by Tortoise (for the type checker)
+    sessions: fields.ReverseRelation[Session]
+    api_keys: fields.ReverseRelation[ApiKey]
 
     searchable_fields: ClassVar = ("email", "username", "first_name", "last_name")
     secret_fields: ClassVar = ("password_hash",)
@@ -144,7 +147,8 @@ class User(AuditedModel):
 class Session(AuditedModel):
     """A login session; the client holds the token, the row only its SHA-256."""
 
-    user = fields.ForeignKeyField("core.User", related_name="sessions")
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("core.User", related_name="sessions")
+    user_id: uuid.UUID
     token_hash = fields.CharField(max_length=64, unique=True)
     expires_at = fields.DatetimeField()
     last_accessed_at = fields.DatetimeField(null=True)
@@ -166,11 +170,12 @@ class Session(AuditedModel):
 class ApiKey(AuditedModel):
     """An API key: found by its public ``prefix``, checked against ``key_hash`` in constant time."""
 
-    user = fields.ForeignKeyField("core.User", related_name="api_keys")
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("core.User", related_name="api_keys")
+    user_id: uuid.UUID
     name = fields.CharField(max_length=100)
     prefix = fields.CharField(max_length=16, unique=True)
     key_hash = fields.CharField(max_length=64)
-    scopes = fields.JSONField(default=list)
+    scopes: fields.JSONField[list[str]] = fields.JSONField(default=list)
     rate_limit = fields.IntField(default=1000)
     expires_at = fields.DatetimeField(null=True)
     last_used_at = fields.DatetimeField(null=True)

@@ -4,6 +4,7 @@ per security event (seed 000: "audit logging for security events")."""
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from tortoise import fields
 
@@ -37,7 +38,7 @@ class AuditLog(RecordModel):
     action = fields.CharEnumField(AuditAction, max_length=16)
     table_name = fields.CharField(max_length=64)
     record_id = fields.CharField(max_length=64)
-    changes = fields.JSONField(default=dict)
+    changes: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     correlation_id = fields.CharField(max_length=128, null=True)
 
     class Meta:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 
 from datalayer.models.base import RecordModel
@@ -11,7 +13,7 @@ class CacheEntry(RecordModel):
     """One cached value under its namespaced key; rows past ``expires_at`` are ignored, then cleaned up."""
 
     key = fields.CharField(max_length=1024, unique=True)
-    value = fields.JSONField()
+    value: fields.JSONField[Any] = fields.JSONField()
     expires_at = fields.DatetimeField(null=True, db_index=True)
 
     class Meta:

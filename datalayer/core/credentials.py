@@ -51,12 +51,10 @@ class SessionManager(ModelManager[Session]):
     ) -> tuple[Session, str]:
         """``(session, token)``; the token is not stored and cannot be shown again.
 
-        Raises ``ValidationError`` for a ``ttl`` that is not a positive ``timedelta`` or an ``ip_address``
-        that is not one IPv4/IPv6 address.
+        Raises ``ValidationError`` for a ``ttl`` that is not a positive ``timedelta`` of at most
+        ``rules.MAX_DAYS`` days or an ``ip_address`` that is not one IPv4/IPv6 address.
         """
-        ttl = self.default_ttl if ttl is None else ttl
-        if not isinstance(ttl, dt.timedelta) or ttl.total_seconds() <= 0:
-            raise ValidationError({"ttl": "must be a positive timedelta, e.g. timedelta(hours=1)"}, model="Session")
+        ttl = rules.duration(self.default_ttl if ttl is None else ttl, field="ttl", model="Session")
         token = tokens.new_token()
         session = await self.create({
             "user_id": self._key(user_id), "token_hash": tokens.hash_token(token),
@@ -158,7 +156,7 @@ class ApiKeyManager(ModelManager[ApiKey]):
             reason = "revoked"
         elif key.expires_at is not None and key.expires_at <= timezone.now():
             reason = "expired"
-        if reason is not None:
+        if reason is not None or key is None:  # (key is None only with a reason)
             await record_event(ApiKey, AuditAction.KEY_REJECTED, key.pk if key else None, reason=reason,
                                prefix=prefix)
             return None
@@ -203,6 +201,7 @@ class ApiKeyManager(ModelManager[ApiKey]):
             return await self.update(key.pk, {"revoked_at": timezone.now()})
 
     async def list_for_user(self, user_id: Any, *, include_revoked: bool = False) -> list[ApiKey]:
+        include_revoked = rules.flag(include_revoked, field="include_revoked", model="ApiKey")
         queryset = self.query().filter(user_id=self._key(user_id))
         if not include_revoked:
             queryset = queryset.filter(revoked_at__isnull=True)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from tortoise import timezone
 from tortoise.functions import Count
+from tortoise.models import Model
 
 from datalayer.core import rules
 from datalayer.core.accounts import TIER_DAILY_QUOTA, SubscriptionTier, User, UserCreate, UserProfileUpdate
@@ -62,6 +63,7 @@ class UserManager(SettingsAware, ModelManager[User]):
     model = User
     guarded_fields: ClassVar = {
         "subscription_tier": "set_subscription (which also moves daily_quota to the tier's)",
+        "daily_quota": "set_subscription (a tier and its quota move together; seed 003)",
         "is_active": "activate_user / deactivate_user (security events)",
     }
 
@@ -93,7 +95,7 @@ class UserManager(SettingsAware, ModelManager[User]):
                 row = row.model_dump()
             return with_tier_quota(dict(row)) if isinstance(row, Mapping) else row
 
-        return await super().bulk_create(completed(row) for row in rows)
+        return await super().bulk_create(completed(row) for row in rules.rows_of(rows, model="User"))
 
     async def create_user(self, email: str, password: str, **profile: Any) -> User:
         """A new user; ``ValidationError`` for bad input (password over 72 bytes), ``ConflictError`` if taken."""
@@ -223,17 +225,23 @@ def _email_or_none(value: Any) -> str | None:
 class AuditLogManager(ModelManager[AuditLog]):
     model = AuditLog
 
-    async def history(self, model_or_table: type | str, record_id: Any, *, limit: int = 100) -> list[AuditLog]:
+    async def history(self, model_or_table: type[Model] | str, record_id: Any, *, limit: int = 100) -> list[AuditLog]:
         """A record's changes, oldest first: ``await ctx.audit_logs.history(Article, article.id)``."""
         if isinstance(model_or_table, str):
-            table = model_or_table
+            table = rules.text(model_or_table, field="model_or_table", model="AuditLog")
         elif isinstance(getattr(getattr(model_or_table, "_meta", None), "db_table", None), str):
             table = model_or_table._meta.db_table
         else:
             raise ValidationError({"model_or_table": "expected a model class or a table name"}, model="AuditLog")
         limit = rules.whole_number(limit, field="limit", model="AuditLog", maximum=10_000)
+        try:
+            record = str(record_id)
+        except (ValueError, RecursionError):  # a huge int, deeply nested lists: no row's id
+            raise ValidationError({"record_id": "expected the id of a row"}, model="AuditLog") from None
+        if record:
+            record = rules.text(record, field="record_id", model="AuditLog")  # storable text (no NUL, surrogate)
         with translated("AuditLog"):
-            return list(await AuditLog.filter(table_name=table, record_id=str(record_id))
+            return list(await AuditLog.filter(table_name=table, record_id=record)
                         .order_by("created_at", "id").limit(limit))
 
     async def by_actor(self, actor_id: Any, *, limit: int = 100) -> list[AuditLog]:
@@ -250,9 +258,7 @@ class AuditLogManager(ModelManager[AuditLog]):
             {rules.enum_member(AuditAction, action, field="action", model="AuditLog")}
         queryset = AuditLog.filter(action__in=list(actions))
         if since is not None:
-            if not isinstance(since, dt.datetime):
-                raise ValidationError({"since": "expected a datetime"}, model="AuditLog")
-            queryset = queryset.filter(created_at__gte=since)
+            queryset = queryset.filter(created_at__gte=rules.moment(since, field="since", model="AuditLog"))
         with translated("AuditLog"):
             return list(await queryset.order_by("-created_at", "-id").limit(limit))
 

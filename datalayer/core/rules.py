@@ -9,18 +9,21 @@ argument checks raise ``ValidationError`` directly: a domain method never lets a
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel
+from pydantic_core import PydanticCustomError
 
 from datalayer.errors import ValidationError
+from datalayer.managers.values import as_utc, storable_text
 
 E = TypeVar("E", bound=Enum)
 #: a value check: returns the value or raises ``ValueError`` saying what is wrong and the fix
@@ -108,7 +111,7 @@ def json_value(value: Any) -> Any:
     """Anything JSON can hold (dicts, lists, strings, numbers, booleans, None)."""
     try:
         json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise ValueError("must be JSON: dicts, lists, strings, numbers, booleans or None") from None
     return value
 
@@ -140,6 +143,15 @@ def starts_with(prefix: str, example: str) -> Check:
 # ----------------------------------------------------------- arguments of domain methods
 
 
+def shown(value: Any, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters for an error message; never raises itself (the repr of a
+    huge int or of deeply nested lists does)."""
+    try:
+        return repr(value)[:width]
+    except Exception:  # noqa: BLE001 - describing bad input must not fail on it
+        return f"a {type(value).__name__}"
+
+
 def enum_member(enum_type: type[E], value: Any, *, field: str, model: str) -> E:
     """``value`` as a member of ``enum_type`` (its value in any case for string enums), or ValidationError."""
     if isinstance(value, enum_type):
@@ -150,10 +162,10 @@ def enum_member(enum_type: type[E], value: Any, *, field: str, model: str) -> E:
     for candidate in candidates:
         try:
             return enum_type(candidate)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # the enum's own message may fail on the value
             continue
     allowed = ", ".join(str(member.value) for member in enum_type)
-    raise ValidationError({field: f"unknown value {value!r:.60}; use one of {allowed}"}, model=model)
+    raise ValidationError({field: f"unknown value {shown(value)}; use one of {allowed}"}, model=model)
 
 
 def whole_number(value: Any, *, field: str, model: str, minimum: int = 1, maximum: int | None = None) -> int:
@@ -161,15 +173,18 @@ def whole_number(value: Any, *, field: str, model: str, minimum: int = 1, maximu
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum \
             or (maximum is not None and value > maximum):
         span = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValidationError({field: f"expected a whole number {span}, got {value!r:.60}"}, model=model)
+        raise ValidationError({field: f"expected a whole number {span}, got {shown(value)}"}, model=model)
     return value
 
 
 def text(value: Any, *, field: str, model: str) -> str:
-    """A non-empty ``str``, or ValidationError."""
+    """A non-empty ``str`` a database can store (no NUL, no lone surrogate), or ValidationError."""
     if not isinstance(value, str) or not value:
-        raise ValidationError({field: f"expected a non-empty string, got {value!r:.60}"}, model=model)
-    return value
+        raise ValidationError({field: f"expected a non-empty string, got {shown(value)}"}, model=model)
+    try:
+        return storable_text(value)
+    except PydanticCustomError as exc:
+        raise ValidationError({field: exc.message()}, model=model) from None
 
 
 def mapping_of(data: Any, *, model: str) -> dict[str, Any]:
@@ -180,3 +195,46 @@ def mapping_of(data: Any, *, model: str) -> dict[str, Any]:
         raise ValidationError({"__all__": f"expected a dict or a pydantic model, got {type(data).__name__}"},
                               model=model)
     return dict(data)
+
+
+#: the longest duration or day count a domain method takes (retention, session lifetimes): a hundred years,
+#: far from the calendar's end, so ``now`` plus or minus it is always a date-time
+MAX_DAYS = 36_500
+
+
+def flag(value: Any, *, field: str, model: str) -> bool:
+    """``True`` or ``False`` itself, or ValidationError: ``"no"`` or ``0`` would read as a truth value."""
+    if not isinstance(value, bool):
+        raise ValidationError({field: f"expected true or false, got {shown(value)}"}, model=model)
+    return value
+
+
+def moment(value: Any, *, field: str, model: str) -> dt.datetime:
+    """A ``datetime`` as the same instant in UTC (a naive one is taken as UTC, as everywhere in the layer),
+    or ValidationError (not a datetime, or outside years 1 to 9999 in UTC)."""
+    if not isinstance(value, dt.datetime):
+        raise ValidationError({field: f"expected a datetime, e.g. datetime(2024, 1, 1, tzinfo=timezone.utc), "
+                                      f"got {shown(value)}"}, model=model)
+    try:
+        return as_utc(value)
+    except ValueError as exc:
+        reason = exc.message() if isinstance(exc, PydanticCustomError) else str(exc)
+        raise ValidationError({field: reason}, model=model) from None
+
+
+def duration(value: Any, *, field: str, model: str, maximum: dt.timedelta = dt.timedelta(days=MAX_DAYS)) -> dt.timedelta:
+    """A positive ``timedelta`` of at most ``maximum`` (default ``MAX_DAYS`` days), or ValidationError."""
+    if not isinstance(value, dt.timedelta) or value <= dt.timedelta(0) or value > maximum:
+        raise ValidationError({field: f"must be a positive timedelta of at most {maximum.days} days, "
+                                      f"e.g. timedelta(hours=1); got {shown(value)}"}, model=model)
+    return value
+
+
+def rows_of(rows: Any, *, model: str) -> Iterable[Any]:
+    """``bulk_create``'s rows: an iterable of dicts or pydantic models (a list, a generator), not one row,
+    text or None; else ValidationError naming ``rows``."""
+    if rows is None or isinstance(rows, str | bytes | bytearray | Mapping | BaseModel) \
+            or not isinstance(rows, Iterable):
+        raise ValidationError({"rows": f"expected an iterable of rows (dicts or pydantic models), "
+                                       f"got {type(rows).__name__}"}, model=model)
+    return rows

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tortoise.models import Model
+
 from datalayer.core.audit_log import AuditAction, AuditLog
 from datalayer.managers import auditing
 from datalayer.translate import translated
@@ -20,7 +22,7 @@ SECURITY_ACTIONS = frozenset({
 })
 
 
-async def record_event(model: type, action: AuditAction, record_id: Any, **details: Any) -> None:
+async def record_event(model: type[Model], action: AuditAction, record_id: Any, **details: Any) -> None:
     """One audit row for a security event on ``model``'s row ``record_id`` (None: no row matched)."""
     changes = {name: auditing.jsonable(value) for name, value in details.items() if value is not None}
     with translated(AuditLog.__name__):

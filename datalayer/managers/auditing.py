@@ -9,10 +9,11 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
-from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated, ensure_ascii=False
+from json.encoder import encode_basestring  # C-accelerated, ensure_ascii=False
 from typing import Any
 
 from tortoise import timezone
+from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.ids import new_uuid7s
@@ -40,16 +41,16 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _masked(model: type, name: str, value: Any) -> Any:
+def _masked(model: type[Model], name: str, value: Any) -> Any:
     return MASK if name in getattr(model, "secret_fields", ()) and value not in (None, "") else jsonable(value)
 
 
 @cache
-def audited_fields(model: type) -> tuple[str, ...]:
+def audited_fields(model: type[Model]) -> tuple[str, ...]:
     return tuple(name for name in model._meta.fields_db_projection if name not in MANAGED_FIELDS)
 
 
-def creation_changes(model: type, values: Mapping[str, Any]) -> dict[str, list[Any]]:
+def creation_changes(model: type[Model], values: Mapping[str, Any]) -> dict[str, list[Any]]:
     """``{field: [None, value]}`` for the set fields of a new row (``values`` maps field names)."""
     secret = getattr(model, "secret_fields", ())
     changes = {}
@@ -69,13 +70,13 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).enco
 
 
 @cache
-def _creation_json_plan(model: type) -> tuple[tuple[str, str, bool], ...]:
+def _creation_json_plan(model: type[Model]) -> tuple[tuple[str, str, bool], ...]:
     """(field, its JSON key and ``[null,`` opening, whether it is secret) for every audited field."""
     secret = getattr(model, "secret_fields", ())
     return tuple((name, f"{encode_basestring(name)}:[null,", name in secret) for name in audited_fields(model))
 
 
-def creation_changes_json(model: type, values: Mapping[str, Any]) -> str:
+def creation_changes_json(model: type[Model], values: Mapping[str, Any]) -> str:
     """``creation_changes`` as compact JSON text, written directly: the COPY path's hot loop.
 
     Strings and integers (nearly every value) are encoded by hand; anything else goes through ``jsonable``
@@ -100,15 +101,15 @@ def creation_changes_json(model: type, values: Mapping[str, Any]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def row_of(model: type, instance: Any) -> dict[str, Any]:
+def row_of(model: type[Model], instance: Any) -> dict[str, Any]:
     return {name: getattr(instance, name) for name in model._meta.fields_db_projection}
 
 
-def removal_changes(model: type, instance: Any) -> dict[str, list[Any]]:
+def removal_changes(model: type[Model], instance: Any) -> dict[str, list[Any]]:
     return {name: [_masked(model, name, getattr(instance, name)), None] for name in audited_fields(model)}
 
 
-def diff(model: type, instance: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
+def diff(model: type[Model], instance: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
     """``{field: [old, new]}`` for the values that really change the row."""
     changes = {}
     for name, new in values.items():
@@ -118,7 +119,7 @@ def diff(model: type, instance: Any, values: Mapping[str, Any]) -> dict[str, lis
     return changes
 
 
-def audit_row(model: type, action: AuditAction, record_id: Any, changes: dict[str, Any]) -> AuditLog:
+def audit_row(model: type[Model], action: AuditAction, record_id: Any, changes: dict[str, Any]) -> AuditLog:
     return AuditLog(
         actor_id=current_actor(),
         action=action,
@@ -129,7 +130,7 @@ def audit_row(model: type, action: AuditAction, record_id: Any, changes: dict[st
     )
 
 
-async def write_audit(model: type, action: AuditAction, record_id: Any, changes: dict[str, Any]) -> None:
+async def write_audit(model: type[Model], action: AuditAction, record_id: Any, changes: dict[str, Any]) -> None:
     if getattr(model, "audited", True):
         await audit_row(model, action, record_id, changes).save()
 
@@ -140,7 +141,7 @@ AUDIT_COLUMNS = ("id", "created_at", "updated_at", "actor_id", "action", "table_
 
 
 def creation_entries(
-    model: type,
+    model: type[Model],
     rows: Sequence[Mapping[str, Any]],
     changes_of: Callable[[type, Mapping[str, Any]], Any] = creation_changes,
 ) -> list[tuple[Any, ...]]:

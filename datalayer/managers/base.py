@@ -16,17 +16,20 @@ from pydantic import BaseModel
 from tortoise import timezone
 from tortoise.connection import get_connection
 from tortoise.expressions import Q
+from tortoise.manager import Manager
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from datalayer.actor import current_actor
 from datalayer.config import CONNECTION_NAME
+from datalayer.core import rules
 from datalayer.core.audit_log import AuditAction
 from datalayer.errors import ConcurrencyError, ConflictError, NotFoundError, ValidationError
 from datalayer.managers import auditing, pg_create, pg_update, registry
 from datalayer.managers.bulk import insert_created
 from datalayer.managers.by_key import fetch_by_key
 from datalayer.managers.domain_rules import DomainRules
+from datalayer.schema import LiveUnique
 from datalayer.managers.filters import check_flags, check_sort, filter_q, search_q
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
 from datalayer.managers.validation import validate_input
@@ -44,7 +47,8 @@ class ModelManager(DomainRules, Generic[ModelT]):
     context serves it under ``name`` (default: plural snake case of the model).
     """
 
-    model: ClassVar[type[Model]]
+    model: type[ModelT]
+    """The model this manager serves (a subclass sets it at class level: ``model = Task``)."""
     name: ClassVar[str | None] = None
     max_page_size: ClassVar[int] = 100
     bulk_batch_size: ClassVar[int] = 5000
@@ -87,13 +91,18 @@ class ModelManager(DomainRules, Generic[ModelT]):
 
         await on_commit(notify)
 
+    @property
+    def _all_objects(self) -> Manager:
+        """``model.all_objects``: every row, deleted ones too (soft-deletable models only)."""
+        return self.model.all_objects  # type: ignore[attr-defined]  # added by SoftDeleteMixin
+
     def query(self, *, include_deleted: bool = False, only_deleted: bool = False) -> QuerySet[ModelT]:
         """A Tortoise queryset of live rows (or deleted ones when asked), for domain methods to refine."""
         if not self._soft:
             return self.model.all()
         if only_deleted:
-            return self.model.all_objects.filter(deleted_at__isnull=False)
-        return self.model.all_objects.all() if include_deleted else self.model.all()
+            return self._all_objects.filter(deleted_at__isnull=False)
+        return self._all_objects.all() if include_deleted else self.model.all()
 
     def _key(self, key: Any) -> Any:
         """Check a primary key's type up front: a bad id is a ``ValidationError``, not a driver error."""
@@ -103,8 +112,8 @@ class ModelManager(DomainRules, Generic[ModelT]):
                 return key
             try:
                 return uuid.UUID(str(key))
-            except ValueError:
-                raise ValidationError({"id": f"expected a UUID, got {key!r:.60}"}, model=self._label) from None
+            except (ValueError, RecursionError):  # str() of a huge int or of deeply nested lists fails too
+                raise ValidationError({"id": f"expected a UUID, got {rules.shown(key)}"}, model=self._label) from None
         return key
 
     def _filtered(
@@ -241,8 +250,10 @@ class ModelManager(DomainRules, Generic[ModelT]):
     async def bulk_create(self, rows: Iterable[Input]) -> list[ModelT]:
         """Insert many rows with their audit rows, all or none (COPY on PostgreSQL), ``bulk_batch_size`` at a time.
 
-        A bad row raises ``ValidationError`` keyed ``rows[i].field`` and nothing is written.
+        A bad row raises ``ValidationError`` keyed ``rows[i].field`` and nothing is written; ``rows`` that is
+        not an iterable of rows (None, one dict) is a ``ValidationError`` keyed ``rows``.
         """
+        rows = rules.rows_of(rows, model=self._label)
         stamps = self._creation_stamps()
         async with transaction():
             with translated(self._label):
@@ -255,7 +266,7 @@ class ModelManager(DomainRules, Generic[ModelT]):
 
     async def _locked_row(self, key: Any, *, deleted: bool | None) -> ModelT:
         """The row, locked for the rest of the transaction (``FOR UPDATE`` where the backend has it)."""
-        queryset = self.model.all_objects.filter(pk=key) if self._soft else self.model.filter(pk=key)
+        queryset = self._all_objects.filter(pk=key) if self._soft else self.model.filter(pk=key)
         if deleted is not None and self._soft:
             queryset = queryset.filter(deleted_at__isnull=not deleted)
         instance = await queryset.select_for_update().first()
@@ -273,9 +284,9 @@ class ModelManager(DomainRules, Generic[ModelT]):
             stamp["updated_by"] = current_actor()
         guard: dict[str, Any] = {"pk": instance.pk}
         if self._versioned:
-            guard["version"] = instance.version
-            stamp["version"] = instance.version + 1
-        changed = await self.model.all_objects.filter(**guard).update(**stamp) if self._soft else \
+            guard["version"] = instance.version  # type: ignore[attr-defined]  # _versioned: it has one
+            stamp["version"] = instance.version + 1  # type: ignore[attr-defined]
+        changed = await self._all_objects.filter(**guard).update(**stamp) if self._soft else \
             await self.model.filter(**guard).update(**stamp)
         if changed != 1:
             raise ConcurrencyError(self._label, instance.pk, getattr(instance, "version", None), None)
@@ -285,6 +296,8 @@ class ModelManager(DomainRules, Generic[ModelT]):
     async def update(self, key: Any, data: Input, *, expected_version: int | None = None) -> ModelT:
         """Change a live row. With ``expected_version``, a row changed meanwhile raises ``ConcurrencyError``."""
         key = self._key(key)
+        if expected_version is not None:
+            self._check_version(expected_version)
         values = validate_input(self.model, data, "update")
         self.check_domain(values, partial=True)
         if values and self._one_statement_updates():
@@ -292,8 +305,8 @@ class ModelManager(DomainRules, Generic[ModelT]):
         async with transaction():
             with translated(self._label):
                 instance = await self._locked_row(key, deleted=False)
-                if expected_version is not None and instance.version != expected_version:
-                    raise ConcurrencyError(self._label, key, expected_version, instance.version)
+                if expected_version is not None and instance.version != expected_version:  # type: ignore[attr-defined]
+                    raise ConcurrencyError(self._label, key, expected_version, instance.version)  # type: ignore[attr-defined]
                 changes = auditing.diff(self.model, instance, values)
                 if not changes:
                     return instance
@@ -301,6 +314,13 @@ class ModelManager(DomainRules, Generic[ModelT]):
                 await auditing.write_audit(self.model, AuditAction.UPDATE, key, changes)
         await self._written([key])
         return instance
+
+    def _check_version(self, expected_version: Any) -> None:
+        """``expected_version`` is a version this model keeps: a whole number from 1 up (a 32-bit column)."""
+        if not self._versioned:
+            raise ValidationError({"expected_version": f"{self._label} keeps no version; leave it out"},
+                                  model=self._label)
+        rules.whole_number(expected_version, field="expected_version", model=self._label, maximum=2**31 - 1)
 
     def _one_statement_updates(self) -> bool:
         return self._pg_update_ok and _on_postgres()
@@ -352,7 +372,7 @@ class ModelManager(DomainRules, Generic[ModelT]):
                 if hard or not self._soft:
                     instance = await self._locked_row(key, deleted=None)
                     changes = auditing.removal_changes(self.model, instance)
-                    await self.model.all_objects.filter(pk=key).delete() if self._soft else await instance.delete()
+                    await self._all_objects.filter(pk=key).delete() if self._soft else await instance.delete()
                     await auditing.write_audit(self.model, AuditAction.HARD_DELETE, key, changes)
                 else:
                     instance = await self._locked_row(key, deleted=False)
@@ -372,7 +392,7 @@ class ModelManager(DomainRules, Generic[ModelT]):
             with translated(self._label):
                 instance = await self._locked_row(key, deleted=True)
                 self.check_domain(auditing.row_of(self.model, instance), partial=False)
-                was = auditing.jsonable(instance.deleted_at)
+                was = auditing.jsonable(instance.deleted_at)  # type: ignore[attr-defined]  # _soft: it has one
                 await self._apply(instance, {"deleted_at": None, "deleted_by": None})
                 await auditing.write_audit(self.model, AuditAction.RESTORE, key, {"deleted_at": [was, None]})
         await self._written([key])
@@ -395,10 +415,18 @@ class ModelManager(DomainRules, Generic[ModelT]):
             ValidationError: bad ``defaults`` or ``lookup``.
         """
         async with transaction():
-            found = await self.find_one(lookup)
+            found = await self.find_one(self._natural_key(lookup))
             if found is not None:
                 return found, False
             return await self._create_or_take_winner(defaults, lookup)
+
+    def _natural_key(self, lookup: Mapping[str, Any]) -> dict[str, Any]:
+        """``lookup`` as the database compares it: a text field unique case-insensitively among live rows
+        (``LiveUnique(..., lower=True)``, the users' email) matches in any case, as the unique index does."""
+        folded = {name for spec in getattr(self.model, "live_unique_fields", ())
+                  if (rule := LiveUnique.of(spec)).lower for name in rule.fields}
+        return {f"{name}__iexact" if name in folded and isinstance(value, str) else name: value
+                for name, value in lookup.items()}
 
     async def _create_or_take_winner(self, defaults: Input | None, lookup: dict[str, Any]) -> tuple[ModelT, bool]:
         """Insert ``lookup`` + ``defaults``; when a concurrent caller inserted that key first, its row instead.
@@ -412,7 +440,7 @@ class ModelManager(DomainRules, Generic[ModelT]):
             async with transaction():
                 return await self.create(data), True
         except ConflictError:
-            found = await self.find_one(lookup)
+            found = await self.find_one(self._natural_key(lookup))
             if found is None:
                 raise
             return found, False
@@ -434,7 +462,7 @@ class ModelManager(DomainRules, Generic[ModelT]):
             ValidationError: bad ``defaults`` or ``lookup``.
         """
         async with transaction():
-            found = await self.find_one(lookup)
+            found = await self.find_one(self._natural_key(lookup))
             if found is None:
                 found, created = await self._create_or_take_winner(defaults, lookup)
                 if created:

@@ -26,6 +26,7 @@ from tortoise import fields as tf
 from tortoise import timezone
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
+from tortoise.models import Model
 
 from datalayer.config import CONNECTION_NAME
 from datalayer.ids import BATCH_MAKERS
@@ -44,26 +45,26 @@ def _enum_value(value: Any) -> Any:
 
 
 @cache
-def driver_converters(model: type) -> dict[str, Callable[[Any], Any]]:
+def driver_converters(model: type[Model]) -> dict[str, Callable[[Any], Any]]:
     """Field name -> converter to what asyncpg takes, for the fields that need one (JSON, enums)."""
     converters: dict[str, Callable[[Any], Any]] = {}
     for name in model._meta.fields_db_projection:
         field = model._meta.fields_map[name]
         if isinstance(field, tf.JSONField):
-            encode = field.encoder
-            converters[name] = lambda v, encode=encode: None if v is None else encode(v)
+            encode: Callable[[Any], str] = field.encoder
+            converters[name] = lambda v, encode=encode: None if v is None else encode(v)  # type: ignore[misc]
         elif getattr(field, "enum_type", None) is not None:
             converters[name] = _enum_value
     return converters
 
 
-def driver_value(model: type, name: str, value: Any) -> Any:
+def driver_value(model: type[Model], name: str, value: Any) -> Any:
     convert = driver_converters(model).get(name)
     return value if convert is None else convert(value)
 
 
 @cache
-def _copy_plan(model: type) -> tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Any], tuple[tuple[int, Callable[[Any], Any]], ...]]:
+def _copy_plan(model: type[Model]) -> tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Any], tuple[tuple[int, Callable[[Any], Any]], ...]]:
     """(columns, getter of a row's values in column order, (position, converter) where asyncpg needs one)."""
     projection = model._meta.fields_db_projection
     converters = driver_converters(model)
@@ -71,12 +72,12 @@ def _copy_plan(model: type) -> tuple[tuple[str, ...], Callable[[Mapping[str, Any
     return tuple(projection.values()), itemgetter(*projection), conversions
 
 
-def insert_columns(model: type) -> tuple[str, ...]:
+def insert_columns(model: type[Model]) -> tuple[str, ...]:
     """Every column of ``model``, in the order ``copy_records`` gives values."""
     return _copy_plan(model)[0]
 
 
-def copy_records(model: type, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+def copy_records(model: type[Model], rows: Iterable[Mapping[str, Any]]) -> list[Any]:
     """Complete rows as the value sequences asyncpg's binary COPY takes, in ``_copy_plan`` column order."""
     _, values_of, conversions = _copy_plan(model)
     if not conversions:
@@ -91,7 +92,7 @@ def copy_records(model: type, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
 
 
 @cache
-def _defaults(model: type) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
+def _defaults(model: type[Model]) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
     """(constant defaults, callable defaults such as ``uuid7``) of every column."""
     fields_map = model._meta.fields_map
     constant, produced = {}, []
@@ -105,25 +106,25 @@ def _defaults(model: type) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[]
 
 
 @cache
-def _auto_stamped(model: type) -> tuple[tuple[str, bool, bool], ...]:
+def _auto_stamped(model: type[Model]) -> tuple[tuple[str, bool, bool], ...]:
     """(field, always, is a time of day) for each ``auto_now`` / ``auto_now_add`` date-time or time field."""
     stamped = []
     for name in model._meta.fields_db_projection:
-        field = model._meta.fields_map[name]
+        field: Any = model._meta.fields_map[name]
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             stamped.append((name, bool(field.auto_now), isinstance(field, tf.TimeField)))
     return tuple(stamped)
 
 
 @cache
-def _python_converters(model: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+def _python_converters(model: type[Model]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
     """Fields whose value ``Model(**values)`` normalises, as Tortoise's ``create`` would: decimals quantized
     to the column's scale, JSON given as a ``str`` taken as JSON text and decoded."""
     return tuple((name, field.to_python_value) for name, field in model._meta.fields_map.items()
                  if isinstance(field, (tf.DecimalField, tf.JSONField)) and name in model._meta.fields_db_projection)
 
 
-def complete_rows(model: type, rows: Sequence[Mapping[str, Any]], **shared: Any) -> list[dict[str, Any]]:
+def complete_rows(model: type[Model], rows: Sequence[Mapping[str, Any]], **shared: Any) -> list[dict[str, Any]]:
     """Each row with every column filled: its own values, then ``shared`` ones, then the field defaults.
 
     ``auto_now`` fields are set to now and ``auto_now_add`` ones when empty, as Tortoise's ``save`` does,
@@ -156,7 +157,7 @@ def complete_rows(model: type, rows: Sequence[Mapping[str, Any]], **shared: Any)
     return completed
 
 
-def saved_instances(model: type, rows: Sequence[dict[str, Any]]) -> list[Any]:
+def saved_instances(model: type[Model], rows: Sequence[dict[str, Any]]) -> list[Any]:
     """Model instances for complete rows that are already stored, as if fetched.
 
     What ``Model._init_from_db`` does, minus its per-field conversion loop: the rows already hold Python
@@ -181,10 +182,10 @@ async def _copy_tables(connection: BaseDBAsyncClient, tables: Tables) -> None:
     async with connection.acquire_connection() as raw:
         for table, columns, records in tables:
             if records:
-                await raw.copy_records_to_table(table, records=records, columns=list(columns))
+                await raw.copy_records_to_table(table, records=records, columns=list(columns))  # type: ignore[arg-type]
 
 
-def _copy_batch(model: type, complete: list[dict[str, Any]]) -> tuple[Tables, list[Any]]:
+def _copy_batch(model: type[Model], complete: list[dict[str, Any]]) -> tuple[Tables, list[Any]]:
     """PostgreSQL: the rows and their audit rows as COPY records (audit ``changes`` as compact JSON text),
     and the instances to return."""
     return [
@@ -201,7 +202,7 @@ async def _insert_tables(connection: BaseDBAsyncClient, tables: Tables) -> None:
             await model.bulk_create(instances, batch_size=len(rows), using_db=connection)
 
 
-def _orm_batch(model: type, complete: list[dict[str, Any]]) -> tuple[Tables, list[Any]]:
+def _orm_batch(model: type[Model], complete: list[dict[str, Any]]) -> tuple[Tables, list[Any]]:
     """Other engines: the rows (as the very instances returned, so the ``auto_now`` values Tortoise stamps
     while inserting are the ones the caller sees) and their audit rows, for Tortoise's ``bulk_create``."""
     instances = saved_instances(model, complete)
@@ -233,7 +234,7 @@ def collector_paused() -> Iterator[None]:
 
 
 async def insert_created(
-    model: type, rows: Iterable[Mapping[str, Any] | Any], *, shared: Mapping[str, Any], batch_size: int,
+    model: type[Model], rows: Iterable[Mapping[str, Any] | Any], *, shared: Mapping[str, Any], batch_size: int,
     check: Callable[[Sequence[Mapping[str, Any]], int], None] | None = None,
 ) -> list[Any]:
     """Validate and insert ``rows`` with one ``create`` audit row each, on the current connection.

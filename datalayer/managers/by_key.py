@@ -11,12 +11,13 @@ from functools import cache
 from typing import Any
 
 from tortoise.connection import get_connection
+from tortoise.models import Model
 
 from datalayer.config import CONNECTION_NAME
 
 
 @cache
-def _select_by(model: type, field: str, dialect: str, live_only: bool) -> str:
+def _select_by(model: type[Model], field: str, dialect: str, live_only: bool) -> str:
     meta = model._meta
     columns = ", ".join(f'"{column}"' for column in meta.fields_db_projection.values())
     table = f'"{meta.schema}"."{meta.db_table}"' if meta.schema else f'"{meta.db_table}"'
@@ -25,7 +26,7 @@ def _select_by(model: type, field: str, dialect: str, live_only: bool) -> str:
     return f'SELECT {columns} FROM {table} WHERE "{meta.fields_db_projection[field]}" = {placeholder}{live} LIMIT 1'
 
 
-async def fetch_by(model: type, field: str, value: Any, *, live_only: bool) -> Any | None:
+async def fetch_by(model: type[Model], field: str, value: Any, *, live_only: bool) -> Any | None:
     """The row whose ``field`` equals ``value`` (live rows only when ``live_only``), or None.
 
     For fields unique among (live) rows, such as the primary key or a user's email.
@@ -38,6 +39,6 @@ async def fetch_by(model: type, field: str, value: Any, *, live_only: bool) -> A
     return model._init_from_db(**rows[0]) if rows else None
 
 
-async def fetch_by_key(model: type, key: Any, *, live_only: bool) -> Any | None:
+async def fetch_by_key(model: type[Model], key: Any, *, live_only: bool) -> Any | None:
     """The row with primary key ``key`` (live rows only when ``live_only``), or None."""
     return await fetch_by(model, model._meta.pk_attr, key, live_only=live_only)

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar
 
+from tortoise.models import Model
+
 from datalayer.errors import ValidationError
 
 #: models whose ``guarded_fields`` the current task may write (inside a manager's ``domain_write()``)
@@ -18,7 +20,7 @@ _DOMAIN_WRITES: ContextVar[frozenset[type]] = ContextVar("datalayer_domain_write
 class DomainRules:
     """Mixed into ``ModelManager``: declare rules on a subclass; every write path asks before writing."""
 
-    model: ClassVar[Any]
+    model: type[Model]
     _label: str
     #: fields only the subclass's domain methods change, each with the method to use instead:
     #: ``update``/``update_many`` (and an ``upsert`` of an existing row) refuse them with a ValidationError

@@ -24,8 +24,10 @@ from pydantic_core import PydanticCustomError
 from tortoise import fields as tf
 from tortoise.expressions import Q, Subquery
 from tortoise.fields.relational import BackwardFKRelation, ForeignKeyFieldInstance
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from datalayer.core.rules import shown
 from datalayer.errors import ValidationError
 from datalayer.managers.values import TEXT_FIELDS, python_type_of, storable_text, value_type
 
@@ -57,7 +59,7 @@ class FieldInfo:
         return isinstance(self.field, TEXT_FIELDS)
 
 
-def _data_fields(model: type) -> dict[str, tf.Field]:
+def _data_fields(model: type[Model]) -> dict[str, tf.Field]:
     """The model's own column-backed fields (FKs appear as ``<name>_id``), secrets left out."""
     meta = model._meta
     secret = set(getattr(model, "secret_fields", ()))
@@ -68,7 +70,7 @@ def _data_fields(model: type) -> dict[str, tf.Field]:
     }
 
 
-def _resolve_relation(model: type, path: str) -> FieldInfo | None:
+def _resolve_relation(model: type[Model], path: str) -> FieldInfo | None:
     """``path`` through foreign keys (either direction) to a non-secret data field, or None."""
     current = model
     *hops, last = path.split("__")
@@ -82,7 +84,7 @@ def _resolve_relation(model: type, path: str) -> FieldInfo | None:
 
 
 @cache
-def filter_fields(model: type) -> dict[str, FieldInfo]:
+def filter_fields(model: type[Model]) -> dict[str, FieldInfo]:
     """Every path a filter may name on ``model`` (computed once, after Tortoise init)."""
     allowed = {name: FieldInfo(name, field) for name, field in _data_fields(model).items()}
     for path in getattr(model, "filter_relations", ()):
@@ -97,7 +99,7 @@ def filter_fields(model: type) -> dict[str, FieldInfo]:
 
 
 @cache
-def sort_fields(model: type) -> frozenset[str]:
+def sort_fields(model: type[Model]) -> frozenset[str]:
     """Own, non-secret scalar fields: what ``sort_by`` accepts."""
     return frozenset(_data_fields(model))
 
@@ -131,7 +133,7 @@ def coerce(info: FieldInfo, value: Any, *, key: str, model: str) -> Any:
     except PydanticValidationError as exc:
         reason = exc.errors(include_url=False)[0]["msg"]
         raise ValidationError(
-            {key: f"expected {_expected(info.field)} ({reason}), got {type(value).__name__} {value!r:.60}"},
+            {key: f"expected {_expected(info.field)} ({reason}), got {type(value).__name__} {shown(value)}"},
             model=model,
         ) from None
 
@@ -187,30 +189,30 @@ def _lookup(key: str, info: FieldInfo, operator: str, value: Any, model: str) ->
     return (info.column if operator == "exact" else f"{info.column}__{operator}"), coerced
 
 
-def _having_related(model: type, hops: tuple[str, ...], condition: Q) -> Q:
+def _having_related(model: type[Model], hops: tuple[str, ...], condition: Q) -> Q:
     """Rows of ``model`` with at least one live row along ``hops`` meeting ``condition`` (a subquery: no
     join, so no row repeated)."""
-    relation = model._meta.fields_map[hops[0]]
+    relation: Any = model._meta.fields_map[hops[0]]  # a foreign key or a reverse relation
     related = relation.related_model
     inner = related.filter(_having_related(related, hops[1:], condition) if hops[1:] else condition)
     if isinstance(relation, ForeignKeyFieldInstance):  # this row points at one related row
         target = relation.to_field_instance.model_field_name
-        return Q(**{f"{relation.source_field}__in": Subquery(inner.values(target))})
+        return Q(**{f"{relation.source_field}__in": Subquery(inner.values(target))})  # type: ignore[arg-type]
     own_key = relation.to_field_instance.model_field_name  # related rows point at this row
-    return Q(**{f"{own_key}__in": Subquery(inner.values(relation.relation_field))})
+    return Q(**{f"{own_key}__in": Subquery(inner.values(relation.relation_field))})  # type: ignore[arg-type]
 
 
-def _through_relation(model: type, info: FieldInfo, lookup: str, value: Any) -> Q:
+def _through_relation(model: type[Model], info: FieldInfo, lookup: str, value: Any) -> Q:
     if lookup.endswith("__isnull"):  # "no live related row has a value" / "one has"
-        present = _having_related(model, info.hops, Q(**{lookup: False}))
+        present = _having_related(model, info.hops, Q(**{lookup: False}))  # type: ignore[arg-type]
         if not value:
             return present
         pk = model._meta.pk_attr
-        return ~Q(**{f"{pk}__in": Subquery(QuerySet(model).filter(present).values(pk))})
+        return ~Q(**{f"{pk}__in": Subquery(QuerySet(model).filter(present).values(pk))})  # type: ignore[arg-type]
     return _having_related(model, info.hops, Q(**{lookup: value}))
 
 
-def filter_q(model: type, filters: Mapping[str, Any] | None) -> Q | None:
+def filter_q(model: type[Model], filters: Mapping[str, Any] | None) -> Q | None:
     """The validated condition for ``filters`` (all must hold), or None when there are none.
 
     Args:
@@ -238,7 +240,7 @@ def filter_q(model: type, filters: Mapping[str, Any] | None) -> Q | None:
     return Q(*conditions)
 
 
-def search_q(model: type, search: str | None) -> Q | None:
+def search_q(model: type[Model], search: str | None) -> Q | None:
     """Case-insensitive ``contains`` across the model's ``searchable_fields``."""
     if search is None or search == "":
         return None
@@ -252,19 +254,20 @@ def search_q(model: type, search: str | None) -> Q | None:
     return Q(*(Q(**{f"{field}__icontains": search}) for field in searchable), join_type="OR")
 
 
-def check_sort(model: type, sort_by: str | None, sort_order: str) -> tuple[str, bool]:
+def check_sort(model: type[Model], sort_by: str | None, sort_order: str) -> tuple[str, bool]:
     """Validate ``sort_by`` / ``sort_order``; returns ``(field, descending)``."""
     name = model.__name__
     if not isinstance(sort_order, str) or (sort_order := sort_order.lower()) not in ("asc", "desc"):
         raise ValidationError({"sort_order": "expected 'asc' or 'desc'"}, model=name)
     allowed = sort_fields(model)
-    sort_by = sort_by or ("created_at" if "created_at" in allowed else "id")
+    if sort_by is None:  # only None means "the default": "" is a mistake, not a choice
+        sort_by = "created_at" if "created_at" in allowed else "id"
     if not isinstance(sort_by, str) or sort_by not in allowed:
         raise ValidationError({"sort_by": f"not sortable; use one of {', '.join(sorted(allowed))}"}, model=name)
     return sort_by, sort_order == "desc"
 
 
-def check_flags(model: type, **flags: Any) -> None:
+def check_flags(model: type[Model], **flags: Any) -> None:
     """``include_deleted`` and the like must be ``True`` or ``False``: ``"no"`` would read as true."""
     wrong = {name: "expected true or false" for name, value in flags.items() if not isinstance(value, bool)}
     if wrong:

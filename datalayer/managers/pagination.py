@@ -12,6 +12,7 @@ import uuid
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, computed_field
+from tortoise.models import Model
 
 from datalayer.errors import ValidationError
 from datalayer.managers.filters import coerce, filter_fields
@@ -132,7 +133,7 @@ def encode_cursor(sort_by: str, descending: bool, value: Any, last_id: Any) -> s
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(model: type, cursor: Any, sort_by: str, descending: bool) -> tuple[Any, Any]:
+def decode_cursor(model: type[Model], cursor: Any, sort_by: str, descending: bool) -> tuple[Any, Any]:
     """The ``(sort value, id)`` a cursor points after, each coerced to its column's type.
 
     Args:
@@ -155,7 +156,7 @@ def decode_cursor(model: type, cursor: Any, sort_by: str, descending: bool) -> t
         value = _untag(payload["v"])
         last_id = payload["id"]
         made_for = (payload["s"], payload["o"])
-    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise ValidationError({"cursor": "not a cursor this layer issued; start again with cursor=None"}) from None
     if made_for != (sort_by, "d" if descending else "a"):
         raise ValidationError({"cursor": "was issued for another sort; pass the same sort_by and sort_order"})

@@ -13,6 +13,7 @@ from typing import Any
 
 from tortoise import timezone
 from tortoise.connection import get_connection
+from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.config import CONNECTION_NAME
@@ -22,13 +23,13 @@ from datalayer.managers.bulk import complete_rows, copy_records, insert_columns,
 from datalayer.core.audit_log import AuditLog
 
 
-def supported(model: type) -> bool:
+def supported(model: type[Model]) -> bool:
     """Models whose key is made in Python (every datalayer model), not by the database."""
     return model._meta.db_pk_column not in model._meta.generated_db_fields
 
 
 @cache
-def _statement(model: type) -> str:
+def _statement(model: type[Model]) -> str:
     table, columns = model._meta.db_table, insert_columns(model)
     names = ", ".join(f'"{column}"' for column in columns)
     values = ", ".join(f"${position}" for position in range(1, len(columns) + 1))
@@ -44,7 +45,7 @@ def _statement(model: type) -> str:
     )
 
 
-async def create_in_one_statement(model: type, values: dict[str, Any], stamps: dict[str, Any]) -> Any:
+async def create_in_one_statement(model: type[Model], values: dict[str, Any], stamps: dict[str, Any]) -> Any:
     """Insert ``values`` (validated) completed with defaults and ``stamps``; the stored row as an instance."""
     row = complete_rows(model, [values], **stamps)[0]
     params: list[Any] = list(copy_records(model, [row])[0])

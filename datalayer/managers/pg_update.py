@@ -16,6 +16,7 @@ from typing import Any
 
 from tortoise import timezone
 from tortoise.connection import get_connection
+from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.config import CONNECTION_NAME
@@ -27,13 +28,13 @@ from datalayer.core.audit_log import AuditLog
 OLD_VERSION = "_dl_old_version"
 
 
-def supported(model: type) -> bool:
+def supported(model: type[Model]) -> bool:
     fields = model._meta.fields_map
     return all(name in fields for name in ("deleted_at", "version", "updated_at", "updated_by"))
 
 
 @cache
-def _statement(model: type, names: tuple[str, ...]) -> str:
+def _statement(model: type[Model], names: tuple[str, ...]) -> str:
     meta = model._meta
     table = meta.db_table
     columns = [meta.fields_db_projection[name] for name in names]
@@ -68,7 +69,7 @@ def _statement(model: type, names: tuple[str, ...]) -> str:
 
 
 async def update_in_one_statement(
-    model: type, key: uuid.UUID, values: dict[str, Any], expected_version: int | None
+    model: type[Model], key: uuid.UUID, values: dict[str, Any], expected_version: int | None
 ) -> tuple[int | None, Any | None]:
     """Returns ``(version found, updated instance)``: ``(None, None)`` when no live row has ``key``;
     ``(v, None)`` when the version did not match or nothing changed."""

@@ -6,6 +6,8 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tortoise.models import Model
+
     from datalayer.managers.base import ModelManager
 
 _MANAGERS: dict[type, type[ModelManager]] = {}
@@ -26,7 +28,7 @@ def pluralize(word: str) -> str:
     return word + "s"
 
 
-def default_manager_name(model: type) -> str:
+def default_manager_name(model: type[Model]) -> str:
     """``MLModel`` -> ``ml_models``, ``ProjectAnalysis`` -> ``project_analyses``."""
     return pluralize(snake_case(model.__name__))
 
@@ -40,7 +42,7 @@ def register(manager_class: type[ModelManager]) -> None:
     _version += 1
 
 
-def unregister(model: type) -> None:
+def unregister(model: type[Model]) -> None:
     """Forget the manager subclass of ``model`` (the generic ``ModelManager`` serves it again)."""
     global _version
     if _MANAGERS.pop(model, None) is not None:
@@ -52,5 +54,5 @@ def version() -> int:
     return _version
 
 
-def manager_class_for(model: type) -> type[ModelManager] | None:
+def manager_class_for(model: type[Model]) -> type[ModelManager] | None:
     return _MANAGERS.get(model)

@@ -4,15 +4,19 @@ Input (``create``, ``update``, ``bulk_create``), filter values and ``find_after`
 through ``value_type``, so a value is normalised or refused alike on both engines, before any SQL runs:
 
 - date-times are stored and compared in UTC; a naive one is read as UTC, never as the process's local time
-  (PostgreSQL's driver would read it as local time, SQLite's as UTC);
+  (PostgreSQL's driver would read it as local time, SQLite's as UTC); one that is outside years 1 to 9999
+  in UTC is refused;
 - integers must fit the column (``SmallIntField`` 16-bit, ``IntField`` 32-bit, ``BigIntField`` 64-bit), and
   ``True``/``False`` are not numbers;
-- floats and decimals must be finite (SQLite stores NaN as NULL); decimals are rounded half-up to the
-  column's scale, as PostgreSQL rounds, and must fit its precision;
+- floats and decimals must be finite (SQLite stores NaN as NULL); decimals written are rounded half-up to
+  the column's scale, as PostgreSQL rounds, and must fit its precision; a filter or cursor decimal must fit
+  the precision too and may have no more places than the scale (refused, not rounded);
 - text may not hold NUL (``\\x00``: PostgreSQL cannot store it, SQLite can) or lone surrogates (not UTF-8);
 - a JSON field takes the value itself (dict, list, number, true/false, null) and the value kept is what both
   engines give back. A top-level ``str`` is refused: Tortoise reads it as JSON text on some write paths and
-  as a string on others. A field class that overrides ``to_db_value`` keeps its own rule for ``str``.
+  as a string on others. A field class that overrides ``to_db_value`` keeps its own rule for ``str``. Text
+  inside follows the text rule (no NUL, no lone surrogates), numbers must be finite, and a value may nest
+  at most ``MAX_JSON_DEPTH`` levels.
 """
 
 from __future__ import annotations
@@ -61,13 +65,22 @@ def python_type_of(field: tf.Field) -> Any:
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
-    """``value`` as the same instant in UTC; a naive date-time is taken to be UTC already."""
+    """``value`` as the same instant in UTC; a naive date-time is taken to be UTC already.
+
+    Raises a pydantic error (a ``ValueError``) when that instant falls outside years 1 to 9999 in UTC
+    (``0001-01-01T00:00+14:00``), which no ``datetime`` can hold.
+    """
     zone = value.tzinfo
     if zone is UTC:
         return value
     if zone is None or value.utcoffset() is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range", "out of range: in UTC this instant falls outside years 1 to 9999; use one within them"
+        ) from None
 
 
 def storable_text(value: str) -> str:
@@ -91,38 +104,84 @@ def _not_a_bool(value: Any) -> Any:
     return value
 
 
-def _decimal_fitter(field: tf.DecimalField) -> Any:
+def _decimal_fitter(field: tf.DecimalField, purpose: Purpose) -> Any:
+    """Input is rounded half-up to the column's scale; a filter value is refused rather than rounded (that
+    would change what ``gt``/``lte`` mean). Either must fit the column's precision."""
     places, digits = field.decimal_places, field.max_digits
+    whole = digits - places
     quantum = decimal.Decimal(1).scaleb(-places)
-    limit = decimal.Decimal(10) ** (digits - places)
+    limit = decimal.Decimal(10) ** whole
+    # enough digits for any value below ``limit`` at the column's scale (plus a carry), so quantize cannot fail
+    context = decimal.Context(prec=digits + 2, rounding=decimal.ROUND_HALF_UP)
+    details = {"whole": whole, "digits": digits, "places": places}
+
+    def out_of_range() -> PydanticCustomError:
+        return PydanticCustomError(
+            "decimal_range",
+            "out of range: at most {whole} digits before the decimal point (precision {digits}, scale {places})",
+            details,
+        )
 
     def fit(value: decimal.Decimal) -> decimal.Decimal:
-        rounded = value.quantize(quantum, rounding=decimal.ROUND_HALF_UP)
+        if value and value.adjusted() >= whole:  # 10 ** whole or more (1e1000000 included), before any arithmetic
+            raise out_of_range()
+        try:
+            rounded = value.quantize(quantum, context=context)
+        except decimal.DecimalException:
+            raise out_of_range() from None
         if abs(rounded) >= limit:
+            raise out_of_range()
+        if purpose == "filter" and rounded != value:
             raise PydanticCustomError(
-                "decimal_range",
-                "out of range: at most {whole} digits before the decimal point (precision {digits}, scale {places})",
-                {"whole": digits - places, "digits": digits, "places": places},
+                "decimal_scale",
+                "has more decimal places than the column keeps (scale {places}); round it to {places} places",
+                details,
             )
         return rounded
 
     return fit
 
 
+#: how deep a JSON value may nest (lists and objects inside each other); far below any recursion limit
+MAX_JSON_DEPTH = 100
+
+
+def _json_text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "text inside must not contain the NUL character (\\x00)"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text inside holds a lone surrogate, which is not valid Unicode text; fix its encoding"
+    return None
+
+
 def _json_problem(value: Any) -> str | None:
-    """What in a JSON value neither engine stores faithfully (NUL in text, NaN/Infinity), else None."""
-    if isinstance(value, str):
-        return "text inside must not contain the NUL character (\\x00)" if "\x00" in value else None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else "numbers inside must be finite (no NaN or Infinity)"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if (problem := _json_problem(key) or _json_problem(item)) is not None:
+    """What in a JSON value neither engine stores faithfully (NUL or lone surrogates in text, NaN/Infinity,
+    nesting deeper than ``MAX_JSON_DEPTH``), else None.
+
+    Walks the value without recursion; a list or dict met again is walked again only when met deeper (so a
+    value that contains itself ends as too deep, and shared parts are not walked once per path).
+    """
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    deepest: dict[int, int] = {}
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if (problem := _json_text_problem(item)) is not None:
                 return problem
-    elif isinstance(value, list | tuple):
-        for item in value:
-            if (problem := _json_problem(item)) is not None:
-                return problem
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "numbers inside must be finite (no NaN or Infinity)"
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_JSON_DEPTH:
+                return f"nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
+            if deepest.get(id(item), -1) >= depth:
+                continue
+            deepest[id(item)] = depth
+            children = [part for pair in item.items() for part in pair] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
     return None
 
 
@@ -142,7 +201,7 @@ def _json_conformer(field: tf.JSONField) -> Any:
             raise PydanticCustomError("json_value", problem)
         try:
             return decode(encode(value))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise PydanticCustomError(
                 "json_value", "is not JSON ({reason}); use dicts, lists, text, numbers, true/false and null",
                 {"reason": str(exc)[:80]},
@@ -157,8 +216,9 @@ def value_type(field: tf.Field, purpose: Purpose = "input") -> Any:
 
     Args:
         field: the Tortoise field (a column: own field, ``<fk>_id``, or the end of a relation path).
-        purpose: ``"input"`` for values to write (text length, decimal scale and precision checked);
-            ``"filter"`` for values compared with the column (any length, any scale).
+        purpose: ``"input"`` for values to write (text length checked, decimals rounded to the scale);
+            ``"filter"`` for values compared with the column (any text length; a decimal with more places
+            than the scale is refused). Decimals must fit the column's precision either way.
 
     Returns:
         An ``Annotated`` type; validating with it returns the value as the database gives it back.
@@ -181,6 +241,7 @@ def value_type(field: tf.Field, purpose: Purpose = "input") -> Any:
     if python_type is float:
         return Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]
     if python_type is decimal.Decimal:
-        fitted = (AfterValidator(_decimal_fitter(field)),) if purpose == "input" else ()
-        return Annotated[(decimal.Decimal, BeforeValidator(_not_a_bool), *fitted)]
+        fitted = (AfterValidator(_decimal_fitter(field, purpose)),)  # type: ignore[arg-type]
+        arguments = (decimal.Decimal, BeforeValidator(_not_a_bool), *fitted)  # mypy reads Annotated[(x, *y)] as 3.11-only
+        return Annotated[arguments]
     return python_type

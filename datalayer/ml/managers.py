@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from tortoise import timezone
 
+from datalayer.backends.sqlite_functions import utc_text
 from datalayer.core import rules
 from datalayer.errors import ValidationError
 from datalayer.managers.base import ModelManager
@@ -110,10 +111,15 @@ class ModelUsageManager(ModelManager[ModelUsage]):
     async def usage_statistics(
         self, ml_model_id: Any = None, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """Per model per UTC day: requests, errors (status >= 400), average/max latency, bytes in and out."""
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and not isinstance(value, dt.datetime):
-                raise ValidationError({name: "expected a datetime"}, model="ModelUsage")
+        """Per model per UTC day: requests, errors (status >= 400), average/max latency, bytes in and out.
+
+        ``since`` (inclusive) and ``until`` (exclusive) are instants: an aware ``datetime`` in any zone, or a
+        naive one read as UTC, as filters read them.
+        """
+        if since is not None:
+            since = rules.moment(since, field="since", model="ModelUsage")
+        if until is not None:
+            until = rules.moment(until, field="until", model="ModelUsage")
         connection = ModelUsage._meta.db
         postgres = connection.capabilities.dialect == "postgres"
         day = "to_char(\"at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if postgres else "date(\"at\")"
@@ -121,7 +127,7 @@ class ModelUsageManager(ModelManager[ModelUsage]):
         for clause, value in (('"ml_model_id" = {}', self._key(ml_model_id) if ml_model_id is not None else None),
                               ('"at" >= {}', since), ('"at" < {}', until)):
             if value is not None:
-                params.append(value if postgres or not isinstance(value, dt.datetime) else value.isoformat(" "))
+                params.append(value if postgres or not isinstance(value, dt.datetime) else utc_text(value))
                 conditions.append(clause.format(f"${len(params)}" if postgres else "?"))
         if not postgres:
             params = [str(p) if not isinstance(p, str | int | float) else p for p in params]

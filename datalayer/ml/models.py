@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tortoise import fields, timezone
 
 from datalayer.models.base import AuditedModel, RecordModel
 from datalayer.schema import LiveUnique
+
+if TYPE_CHECKING:
+    from datalayer.core.accounts import ApiKey, User
 
 
 class Framework(str, Enum):
@@ -29,15 +33,20 @@ class ModelStatus(str, Enum):
 
 
 class MLModel(AuditedModel):
-    owner = fields.ForeignKeyField("core.User", related_name="ml_models")
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("core.User", related_name="ml_models")
+    owner_id: uuid.UUID
     name = fields.CharField(max_length=200)
     description = fields.TextField(null=True)
     framework = fields.CharEnumField(Framework, max_length=16)
     # the seed's "version"; ``version`` itself is the optimistic-lock counter every AuditedModel has
     model_version = fields.CharField(max_length=50, default="1.0.0")
     status = fields.CharEnumField(ModelStatus, max_length=16, default=ModelStatus.UPLOADING)
-    config = fields.JSONField(default=dict)
-    tags = fields.JSONField(default=list)
+    config: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    tags: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    #: reverse relations, added by Tortoise (for the type checker)
+    stored_models: fields.ReverseRelation[StoredModel]
+    endpoints: fields.ReverseRelation[EndpointConfig]
+    usage: fields.ReverseRelation[ModelUsage]
 
     searchable_fields: ClassVar = ("name", "description")
     live_unique_fields: ClassVar = (LiveUnique(("owner_id", "name", "model_version")),)
@@ -51,7 +60,10 @@ class MLModel(AuditedModel):
 class StoredModel(AuditedModel):
     """Where a model's file lives. Its encryption key is stored only wrapped (AES-GCM, see security.keywrap)."""
 
-    ml_model = fields.ForeignKeyField("ml.MLModel", related_name="stored_models")
+    ml_model: fields.ForeignKeyRelation[MLModel] = fields.ForeignKeyField(
+        "ml.MLModel", related_name="stored_models"
+    )
+    ml_model_id: uuid.UUID
     storage_path = fields.CharField(max_length=1000)
     size_bytes = fields.BigIntField(default=0)
     checksum = fields.CharField(max_length=64)
@@ -66,11 +78,14 @@ class StoredModel(AuditedModel):
 
 
 class EndpointConfig(AuditedModel):
-    ml_model = fields.ForeignKeyField("ml.MLModel", related_name="endpoints")
+    ml_model: fields.ForeignKeyRelation[MLModel] = fields.ForeignKeyField(
+        "ml.MLModel", related_name="endpoints"
+    )
+    ml_model_id: uuid.UUID
     path = fields.CharField(max_length=255)
     rate_limit = fields.IntField(default=100)  # requests per minute
     auth_required = fields.BooleanField(default=True)
-    settings = fields.JSONField(default=dict)
+    settings: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     is_active = fields.BooleanField(default=True)
 
     live_unique_fields: ClassVar = (LiveUnique(("path",)),)
@@ -84,9 +99,16 @@ class EndpointConfig(AuditedModel):
 class ModelUsage(RecordModel):
     """One served prediction request: append-only analytics."""
 
-    ml_model = fields.ForeignKeyField("ml.MLModel", related_name="usage")
-    api_key = fields.ForeignKeyField("core.ApiKey", related_name="usage", null=True)
-    user = fields.ForeignKeyField("core.User", related_name="model_usage", null=True)
+    ml_model: fields.ForeignKeyRelation[MLModel] = fields.ForeignKeyField("ml.MLModel", related_name="usage")
+    ml_model_id: uuid.UUID
+    api_key: fields.ForeignKeyNullableRelation[ApiKey] = fields.ForeignKeyField(
+        "core.ApiKey", related_name="usage", null=True
+    )
+    api_key_id: uuid.UUID | None
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "core.User", related_name="model_usage", null=True
+    )
+    user_id: uuid.UUID | None
     endpoint = fields.CharField(max_length=255, null=True)
     latency_ms = fields.FloatField()
     status_code = fields.IntField()

@@ -39,7 +39,10 @@ async def _off_loop(func: Callable[..., R], *args: object) -> R:
 def _encoded(password: str, field: str = "password") -> bytes:
     if not isinstance(password, str) or not password:
         raise ValidationError({field: "is required; give a non-empty string"})
-    encoded = password.encode("utf-8")
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError({field: "holds a lone surrogate, which is not valid Unicode text; fix its encoding"}) from None
     if len(encoded) > MAX_PASSWORD_BYTES:
         raise ValidationError({
             field: f"is {len(encoded)} bytes in UTF-8; bcrypt accepts at most {MAX_PASSWORD_BYTES}, "

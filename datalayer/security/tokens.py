@@ -23,8 +23,12 @@ def new_token(nbytes: int = 32) -> str:
 
 
 def hash_token(token: str) -> str:
-    """Hex SHA-256 of a token: what the database stores instead of the token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    """Hex SHA-256 of a token: what the database stores instead of the token.
+
+    A presented "token" holding a lone surrogate (never one of ours) hashes too, to a value that matches
+    nothing, instead of failing to encode.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def tokens_match(token: str, stored_hash: str) -> bool:
