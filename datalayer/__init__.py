@@ -7,8 +7,32 @@
 import logging
 
 from datalayer.actor import acting_as, correlation, current_actor
+
+# the packs' models and managers (ctx.users, ctx.tasks, ...): one folder each, see datalayer.packs
+from datalayer.agent.managers import (
+    CodeFileManager,
+    ConfigurationManager,
+    ProjectAnalysisManager,
+    TaskManager,
+)
+from datalayer.agent.models import CodeFile, Configuration, ParsedRequest, ProjectAnalysis, Task, TaskStatus
+from datalayer.analysis.managers import SystemLogManager
+from datalayer.analysis.models import AnalysisFile, DataAnalysis, LogLevel, SystemLog, ToolGeneration
+from datalayer.characters.managers import CharacterManager, CharacterTemplateManager, QuotaExceededError
+from datalayer.characters.models import Character, CharacterTemplate, GenerationStatus, StyleType
 from datalayer.connection import ConnectionEvent, connection_events
 from datalayer.context import DataContext, TransactionScope, close_context, get_context
+from datalayer.core.managers import ApiKeyManager, AuditLogManager, SessionManager, UserManager
+from datalayer.core.models import (
+    ApiKey,
+    AuditAction,
+    AuditLog,
+    Role,
+    Session,
+    SessionStatus,
+    SubscriptionTier,
+    User,
+)
 from datalayer.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -22,25 +46,6 @@ from datalayer.errors import (
 )
 from datalayer.health import CheckResult, HealthMonitor, HealthReport
 from datalayer.health.context_api import DataLayerStats
-
-# the packs' models and managers (ctx.users, ctx.tasks, ...): one folder each, see datalayer.packs
-from datalayer.agent.managers import CodeFileManager, ConfigurationManager, ProjectAnalysisManager, TaskManager
-from datalayer.agent.models import CodeFile, Configuration, ParsedRequest, ProjectAnalysis, Task, TaskStatus
-from datalayer.analysis.managers import SystemLogManager
-from datalayer.analysis.models import AnalysisFile, DataAnalysis, LogLevel, SystemLog, ToolGeneration
-from datalayer.characters.managers import CharacterManager, CharacterTemplateManager, QuotaExceededError
-from datalayer.characters.models import Character, CharacterTemplate, GenerationStatus, StyleType
-from datalayer.core.managers import ApiKeyManager, AuditLogManager, SessionManager, UserManager
-from datalayer.core.models import (
-    ApiKey,
-    AuditAction,
-    AuditLog,
-    Role,
-    Session,
-    SessionStatus,
-    SubscriptionTier,
-    User,
-)
 from datalayer.managers import Chunk, ModelManager, Page
 from datalayer.mixins import AuditMixin, SoftDeleteManager, SoftDeleteMixin, TimestampMixin
 from datalayer.ml.managers import MLModelManager, ModelUsageManager, StoredModelManager

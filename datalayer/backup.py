@@ -198,7 +198,7 @@ async def restore(path: Path, models: list[type[Model]], settings: Any, *, repla
                     with translated(model.__name__):
                         await introspect.every_row(model).delete()
             batch: list[Model] = []
-            batch_table = None
+            batch_table: Any = None  # the table of the rows in batch (None before the first)
             for table, row in _rows(path):
                 if table != batch_table or len(batch) >= BATCH:
                     await _insert(by_table.get(batch_table), batch, restored, progress)

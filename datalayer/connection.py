@@ -86,7 +86,7 @@ async def _ping(timeout: float) -> None:
 async def _create_schema(tortoise: TortoiseContext) -> None:
     await Tortoise.generate_schemas(safe=True)
     connection = Tortoise.get_connection(CONNECTION_NAME)
-    for statement in extra_schema_sql(tortoise.apps.get_models_iterable()):
+    for statement in extra_schema_sql(tortoise.apps.get_models_iterable()):  # type: ignore[union-attr]
         await connection.execute_script(statement)
 
 

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
@@ -27,11 +27,67 @@ from datalayer.raw import execute_raw
 from datalayer.settings import DatabaseTarget, Settings
 from datalayer.transactions import on_commit, transaction, transactional
 
+if TYPE_CHECKING:  # the packs' managers, for the checker only: importing them registers them
+    from datalayer.agent.managers import (
+        CodeFileManager,
+        ConfigurationManager,
+        ProjectAnalysisManager,
+        TaskManager,
+    )
+    from datalayer.agent.models import ParsedRequest
+    from datalayer.analysis.managers import AnalysisFileManager, SystemLogManager
+    from datalayer.analysis.models import DataAnalysis, ToolGeneration
+    from datalayer.characters.managers import CharacterManager, CharacterTemplateManager
+    from datalayer.core.credentials import ApiKeyManager, SessionManager
+    from datalayer.core.managers import AuditLogManager, UserManager
+    from datalayer.core.models import CacheEntry
+    from datalayer.ml.managers import (
+        EndpointConfigManager,
+        MLModelManager,
+        ModelUsageManager,
+        StoredModelManager,
+    )
+
 ModelT = TypeVar("ModelT", bound=Model)
 log = logging.getLogger("datalayer.context")
 
 
-class TransactionScope:
+class PackManagers:
+    """The packs' managers by name, as a type checker sees them: ``ctx.users`` is a ``UserManager``.
+
+    Declarations only. At run time ``__getattr__`` serves them (and an app's own, as ``ModelManager[Any]``);
+    a manager of a pack that is not loaded raises ``AttributeError`` naming the managers there are.
+    """
+
+    if TYPE_CHECKING:
+        # core
+        users: UserManager
+        sessions: SessionManager
+        api_keys: ApiKeyManager
+        audit_logs: AuditLogManager
+        cache_entries: ModelManager[CacheEntry]
+        # agent
+        tasks: TaskManager
+        configurations: ConfigurationManager
+        code_files: CodeFileManager
+        project_analyses: ProjectAnalysisManager
+        parsed_requests: ModelManager[ParsedRequest]
+        # analysis
+        data_analyses: ModelManager[DataAnalysis]
+        analysis_files: AnalysisFileManager
+        tool_generations: ModelManager[ToolGeneration]
+        system_logs: SystemLogManager
+        # ml
+        ml_models: MLModelManager
+        stored_models: StoredModelManager
+        endpoint_configs: EndpointConfigManager
+        model_usage: ModelUsageManager
+        # characters
+        characters: CharacterManager
+        character_templates: CharacterTemplateManager
+
+
+class TransactionScope(PackManagers):
     """What ``async with ctx.transaction() as tx`` yields: the context's managers, all on one connection.
 
     Usable only while its block runs: afterwards ``tx.manager(...)`` raises ``TransactionClosedError``
@@ -65,7 +121,7 @@ class TransactionScope:
         return getattr(self.context, name)
 
 
-class DataContext(ObservabilityMixin):
+class DataContext(PackManagers, ObservabilityMixin):
     """Managers by model (``ctx.manager(Model)``) and by name (``ctx.users``), transactions, and the actor."""
 
     acting_as = staticmethod(acting_as)
@@ -79,7 +135,8 @@ class DataContext(ObservabilityMixin):
         self.closed = False
         self.opened_at = time.monotonic()
         self._managers: dict[type[Model], ModelManager[Any]] = {}
-        self._models = [m for m in tortoise.apps.get_models_iterable() if not m.__module__.startswith("aerich")]
+        loaded = tortoise.apps.get_models_iterable()  # type: ignore[union-attr]  # set: the database is open
+        self._models = [m for m in loaded if not m.__module__.startswith("aerich")]
         check_collisions(self._models)
         self._names_cache: tuple[int, dict[str, type[Model]]] = (-1, {})
         self.cache: Cache = build_cache(settings)  # Redis when REDIS_URL is set, else in-process
@@ -112,7 +169,7 @@ class DataContext(ObservabilityMixin):
                 )
             manager = self._managers[model] = manager_class(model)
             apply_read_through(manager, self.cache)
-            manager.settings = self.settings  # managers needing a knob (bcrypt cost) read it here
+            manager.settings = self.settings  # type: ignore[attr-defined]  # knobs (bcrypt cost) read here
         return manager
 
     def use_cache(self, cache: Cache) -> Cache:

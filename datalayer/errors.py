@@ -84,3 +84,12 @@ class PoolExhaustedError(DatabaseUnavailableError):
     def __init__(self, message: str, *, pool_size: int) -> None:
         self.pool_size = pool_size
         super().__init__(message)
+
+
+def shown(value: Any, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters for an error message; never raises itself (the repr of a
+    huge int or of deeply nested lists does)."""
+    try:
+        return repr(value)[:width]
+    except Exception:  # noqa: BLE001 - describing bad input must not fail on it
+        return f"a {type(value).__name__}"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 from datalayer.config import CONNECTION_NAME
 from datalayer.translate import translated
@@ -49,9 +52,9 @@ def is_soft(model: type[Model]) -> bool:
     return "deleted_at" in model._meta.fields_map
 
 
-def every_row(model: type[Model]):  # noqa: ANN201 - a Tortoise QuerySet
+def every_row(model: type[Model]) -> QuerySet[Any]:
     """A queryset over all rows of ``model``, soft-deleted ones included."""
-    return model.all_objects.all() if is_soft(model) else model.all()
+    return model.all_objects.all() if is_soft(model) else model.all()  # type: ignore[attr-defined]  # soft models have it
 
 
 def dependency_order(models: list[type[Model]]) -> list[type[Model]]:
@@ -60,7 +63,8 @@ def dependency_order(models: list[type[Model]]) -> list[type[Model]]:
     ordered: list[type[Model]] = []
     while remaining:
         for model in remaining:
-            parents = {model._meta.fields_map[name].related_model for name in model._meta.fk_fields}
+            parents = {model._meta.fields_map[name].related_model  # type: ignore[attr-defined]  # a foreign key
+                       for name in model._meta.fk_fields}
             if all(parent in ordered or parent is model or parent not in remaining for parent in parents):
                 ordered.append(model)
                 remaining.remove(model)

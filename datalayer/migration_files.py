@@ -115,12 +115,19 @@ def live_unique_indexes_of(module: ModuleType | None) -> tuple[str, ...]:
     return tuple(getattr(module, "LIVE_UNIQUE_INDEXES", ())) if module is not None else ()
 
 
+def _index_name(statement: str) -> str:
+    found = _INDEX_NAME.search(statement)
+    if found is None:
+        raise ValueError(f"not a CREATE INDEX statement datalayer writes: {statement[:80]!r}")
+    return found.group(1)
+
+
 def index_diff(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(upgrade statements, downgrade statements) turning the ``before`` index set into ``after``."""
     added = [s for s in after if s not in before]
     removed = [s for s in before if s not in after]
-    upgrade = added + [f'DROP INDEX IF EXISTS "{_INDEX_NAME.search(s).group(1)}"' for s in removed]
-    downgrade = [f'DROP INDEX IF EXISTS "{_INDEX_NAME.search(s).group(1)}"' for s in added] + removed
+    upgrade = added + [f'DROP INDEX IF EXISTS "{_index_name(s)}"' for s in removed]
+    downgrade = [f'DROP INDEX IF EXISTS "{_index_name(s)}"' for s in added] + removed
     return upgrade, downgrade
 
 
@@ -188,8 +195,12 @@ def drops_in_dependency_order(downgrade: str, upgrade: str) -> str:
     created = _CREATED.findall(upgrade)
     statements = [s.strip() for s in downgrade.strip().split(";\n") if s.strip()]
     slots = [i for i, s in enumerate(statements) if _DROPPED.match(s)]
-    drops = sorted((statements[i] for i in slots),
-                   key=lambda s: -created.index(_DROPPED.match(s).group(1)) if _DROPPED.match(s).group(1) in created else 1)
+    def position(statement: str) -> int:  # later-created tables are dropped first
+        dropped = _DROPPED.match(statement)
+        table = dropped.group(1) if dropped else ""
+        return -created.index(table) if table in created else 1
+
+    drops = sorted((statements[i] for i in slots), key=position)
     for i, statement in zip(slots, drops, strict=True):
         statements[i] = statement
     return ";\n".join(statements)
@@ -208,6 +219,7 @@ def merge(
     if generated is None and not index_up:
         return None
     if generated is None:
+        assert previous is not None  # only live-unique indexes changed, so there is a previous file
         generated = {"file": fallback_file, "models_state": previous.MODELS_STATE}
     upgrade = {d: _join(r.get("upgrade", ""), index_up) for d, r in results.items()}
     # Indexes go first on the way down: they may sit on columns the aerich SQL drops.

@@ -101,20 +101,22 @@ def _teach_aerich_other_apps(label: str) -> None:
     from aerich.migrate import Migrate
     from tortoise import Tortoise
 
-    aerich.get_schema_sql = lambda connection, safe: app_schema_sql(connection, label, safe)
-    diff_models = Migrate.diff_models.__func__
-    add_models = Migrate._handle_add_models.__func__
+    # aerich's own functions, patched in this child process only (the module docstring says why)
+    aerich.get_schema_sql = lambda client, safe: app_schema_sql(client, label, safe)
+    diff_models = Migrate.diff_models.__func__  # type: ignore[attr-defined]
+    add_models = Migrate._handle_add_models.__func__  # type: ignore[attr-defined]
 
     def diff_across_apps(cls: Any, old: dict, new: dict, upgrade: bool = True, no_input: bool = False) -> None:
         diff_models(cls, _SeesOtherApps(old), _SeesOtherApps(new), upgrade, no_input)
 
     def add_after_other_apps(cls: Any, upgrade: bool, new_models: dict, new_items: list, other_items: Any = None) -> None:
-        elsewhere = [(f"{app}.{name}", {}, None) for app in Tortoise.apps if app != label
-                     for name in Tortoise.apps[app]]
+        apps: Any = Tortoise.apps
+        elsewhere: list[tuple[str, dict[str, Any], None]] = [
+            (f"{app}.{name}", {}, None) for app in apps if app != label for name in apps[app]]
         add_models(cls, upgrade, new_models, new_items, [*(other_items or []), *elsewhere])
 
-    Migrate.diff_models = classmethod(diff_across_apps)
-    Migrate._handle_add_models = classmethod(add_after_other_apps)
+    Migrate.diff_models = classmethod(diff_across_apps)  # type: ignore[method-assign,assignment]
+    Migrate._handle_add_models = classmethod(add_after_other_apps)  # type: ignore[method-assign,assignment]
 
 
 async def _refuse_collisions(config: dict[str, Any]) -> None:
@@ -125,7 +127,8 @@ async def _refuse_collisions(config: dict[str, Any]) -> None:
 
     async with TortoiseContext() as context:  # a context of its own: aerich's comes after, untouched
         await context.init(config=config)
-        check_collisions([m for m in context.apps.get_models_iterable() if not m.__module__.startswith("aerich")])
+        apps: Any = context.apps
+        check_collisions([m for m in apps.get_models_iterable() if not m.__module__.startswith("aerich")])
 
 
 async def _generate(dialect: str, location: Path, label: str, name: str) -> dict[str, Any]:
@@ -304,7 +307,7 @@ def make_migration(name: str = "update", *, empty: bool = False, app: str | None
             raise ConfigurationError("the first migration cannot be empty; run `datalayer migrate` without --empty")
         last = load_module(files[-1])
         number = int(files[-1].stem.split("_", 1)[0]) + 1
-        planned = (f"{number}_{datetime.now():%Y%m%d%H%M%S}_{name}.py",
+        planned: tuple[str, str] | None = (f"{number}_{datetime.now():%Y%m%d%H%M%S}_{name}.py",
                    render(dict.fromkeys(DIALECTS, EMPTY_UPGRADE), dict.fromkeys(DIALECTS, EMPTY_DOWNGRADE),
                           tuple(last.LIVE_UNIQUE_INDEXES), last.MODELS_STATE))
     else:

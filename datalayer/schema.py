@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tortoise.indexes import Index
+from tortoise.models import Model
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def live_unique_index_name(table: str, rule: LiveUnique) -> str:
     return f"ux_{table}_{'_'.join(rule.fields)}_live"
 
 
-def unique_names(model: type) -> dict[str, tuple[str, ...]]:
+def unique_names(model: type[Model]) -> dict[str, tuple[str, ...]]:
     """The names the database gives ``model``'s unique rules, each mapped to the model fields it covers.
 
     Derived from the model alone, so it holds however the schema was made (migrations, ``generate_schemas``,
@@ -55,7 +56,7 @@ def unique_names(model: type) -> dict[str, tuple[str, ...]]:
     return names
 
 
-def fields_of_unique_index(name: str, models: Iterable[type]) -> tuple[str, ...]:
+def fields_of_unique_index(name: str, models: Iterable[type[Model]]) -> tuple[str, ...]:
     """The model fields behind a unique index or constraint name, looked up among ``models``.
 
     Args:
@@ -71,7 +72,7 @@ def fields_of_unique_index(name: str, models: Iterable[type]) -> tuple[str, ...]
     return ()
 
 
-def fields_of_columns(table: str | None, columns: Sequence[str], models: Iterable[type]) -> tuple[str, ...]:
+def fields_of_columns(table: str | None, columns: Sequence[str], models: Iterable[type[Model]]) -> tuple[str, ...]:
     """The model fields stored in ``columns`` of ``table`` (a column no model maps is kept as it is).
 
     Args:
@@ -87,7 +88,7 @@ def fields_of_columns(table: str | None, columns: Sequence[str], models: Iterabl
     return tuple(by_column.get(column, column) for column in columns)
 
 
-def live_unique_sql(model: type) -> list[str]:
+def live_unique_sql(model: type[Model]) -> list[str]:
     """``CREATE UNIQUE INDEX IF NOT EXISTS ... WHERE deleted_at IS NULL`` for each rule the model declares."""
     table = model._meta.db_table
     statements = []
@@ -104,7 +105,7 @@ def live_unique_sql(model: type) -> list[str]:
     return statements
 
 
-def extra_schema_sql(models: Iterable[type]) -> list[str]:
+def extra_schema_sql(models: Iterable[type[Model]]) -> list[str]:
     return [statement for model in models for statement in live_unique_sql(model)]
 
 

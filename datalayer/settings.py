@@ -17,7 +17,15 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import annotated_types
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -276,7 +284,7 @@ class Settings(BaseSettings):
 
     @field_validator("db_max_connections")
     @classmethod
-    def _max_not_below_min(cls, value: int, info) -> int:
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
         minimum = info.data.get("db_min_connections", 1)
         if value < minimum:
             raise PydanticCustomError("pool_max_below_min", "below the minimum", {"minimum": minimum})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import asyncpg
 from tortoise import Tortoise
 from tortoise import exceptions as orm
+from tortoise.models import Model
 
 from datalayer.errors import (
     ConflictError,
@@ -94,7 +95,7 @@ def _pg_key_columns(detail: str | None) -> list[str]:
     return [column for column in map(_column_of, _key_parts(detail or "")) if column]
 
 
-def _loaded_models() -> Iterable[type]:
+def _loaded_models() -> list[type[Model]]:
     apps = Tortoise.apps
     return list(apps.get_models_iterable()) if apps is not None else []
 

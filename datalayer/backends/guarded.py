@@ -141,7 +141,7 @@ class Savepoint(TransactionContext):
         self.token: Any = None
 
     async def __aenter__(self) -> Any:
-        level = self.client
+        level: Any = self.client  # a GuardedLevel wrapper
         parent: GuardedLevel = level.level_parent
         parent.check_open()
         await parent._lock.acquire()
@@ -157,7 +157,7 @@ class Savepoint(TransactionContext):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        level = self.client
+        level: Any = self.client
         parent: GuardedLevel = level.level_parent
         level.end(SAVEPOINT_ENDED)
         outlived: str | None = None

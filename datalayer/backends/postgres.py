@@ -76,7 +76,7 @@ class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
         self.acquire_timeout, self.monitor = monitoring_options(kwargs)
         self.reset_on_release = bool(kwargs.pop("reset_on_release", False))
         super().__init__(**kwargs)
-        self.log = ParametersHidden(self.log, {})  # transaction wrappers inherit it
+        self.log = ParametersHidden(self.log, {})  # type: ignore[assignment]  # transaction wrappers inherit it
         self.pool_waiting = 0
         self.pool_timeouts = 0
 
@@ -119,7 +119,7 @@ class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
 
     async def acquire_pooled(self) -> asyncpg.Connection:
         """A connection from the pool, or ``PoolExhaustedError`` once ``acquire_timeout`` has passed."""
-        pool = self._pool
+        pool: Any = self._pool
         free = getattr(pool, "_queue", None)
         if free is not None and not free.empty():
             return await pool.acquire()  # a free slot: taken without waiting (the deadline timer costs ~5 us)
@@ -159,7 +159,7 @@ class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
         )
 
 
-class InstrumentedTransaction(TimedTransaction, TransactionWrapper):
+class InstrumentedTransaction(TimedTransaction, TransactionWrapper):  # type: ignore[misc]  # GuardedLevel's acquire
     """The connection of one transaction (or savepoint); its statements are timed like any other."""
 
     async def statement_failed(self, exc: BaseException) -> None:
@@ -223,7 +223,7 @@ class _PooledTransaction(TransactionContextPooled):
         failed, give the connection back and restore the task's connection (a failed call never leaves
         the task pointing at a released connection)."""
         client: InstrumentedTransaction = self.client  # type: ignore[assignment]
-        parent: InstrumentedPostgresClient = client._parent  # type: ignore[assignment]
+        parent: InstrumentedPostgresClient = client._parent
         try:
             cancelled = await settle(client)
             try:

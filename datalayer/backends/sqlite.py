@@ -52,14 +52,14 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
     def __init__(self, file_path: str, **kwargs: Any) -> None:
         self.acquire_timeout, self.monitor = monitoring_options(kwargs)
         super().__init__(file_path, **kwargs)
-        self.log = ParametersHidden(self.log, {})  # transaction wrappers inherit it
+        self.log = ParametersHidden(self.log, {})  # type: ignore[assignment]  # transaction wrappers inherit it
         self.pool_waiting = 0
         self.pool_timeouts = 0
 
     async def _post_connect(self) -> None:
         """Each new connection folds text and compares ``LIKE`` as PostgreSQL does (``sqlite_functions``)."""
         await super()._post_connect()
-        await sqlite_functions.install(self._connection)
+        await sqlite_functions.install(self._connection)  # type: ignore[arg-type]  # just connected
 
     def acquire_connection(self) -> ConnectionWrapper:
         return _LockedAcquire(self._lock, self)
@@ -91,6 +91,7 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
     async def run_raw(self, query: str, values: list) -> list[dict]:
         """One raw statement; session pragmas it sets are restored and temp objects dropped right after."""
         refuse_shared_changes(query)
+        saved: dict[str, Any]
         started, failed, saved = perf_counter(), True, {}
         async with self.acquire_connection() as connection:
             try:
@@ -112,7 +113,7 @@ class InstrumentedSqliteClient(TimedStatements, SqliteClient):
         )
 
 
-class InstrumentedSqliteTransaction(TimedTransaction, SqliteTransactionWrapper):
+class InstrumentedSqliteTransaction(TimedTransaction, SqliteTransactionWrapper):  # type: ignore[misc]  # GuardedLevel's acquire
     """The connection of one transaction (or savepoint); its statements are timed like any other."""
 
     saved_pragmas: dict[str, Any] | None = None
@@ -122,7 +123,7 @@ class InstrumentedSqliteTransaction(TimedTransaction, SqliteTransactionWrapper):
         refuse_shared_changes(query)
         started, failed = perf_counter(), True
         async with self.acquire_connection() as connection:
-            root = self.root_level
+            root: InstrumentedSqliteTransaction = self.root_level  # type: ignore[assignment]  # one of these too
             root.session_touched = True
             if root.saved_pragmas is None:
                 root.saved_pragmas = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import deque
 
-
 #: counters every process adds to the namespace's shared totals (``datalayer stats`` reads them)
 SHARED_COUNTERS = ("hits", "misses", "errors", "sets", "deletes", "loads", "calls", "total_ms")
 

@@ -104,7 +104,7 @@ def _as_dict(report: Any) -> dict[str, Any]:
         return report.model_dump(mode="json")
     if callable(getattr(report, "to_dict", None)):
         return report.to_dict()
-    if dataclasses.is_dataclass(report):
+    if dataclasses.is_dataclass(report) and not isinstance(report, type):
         return dataclasses.asdict(report)
     return dict(report)
 

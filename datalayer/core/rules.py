@@ -22,7 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 
-from datalayer.errors import ValidationError
+from datalayer.errors import ValidationError, shown
 from datalayer.managers.values import as_utc, storable_text
 
 E = TypeVar("E", bound=Enum)
@@ -141,15 +141,6 @@ def starts_with(prefix: str, example: str) -> Check:
 
 
 # ----------------------------------------------------------- arguments of domain methods
-
-
-def shown(value: Any, width: int = 60) -> str:
-    """``repr(value)`` cut to ``width`` characters for an error message; never raises itself (the repr of a
-    huge int or of deeply nested lists does)."""
-    try:
-        return repr(value)[:width]
-    except Exception:  # noqa: BLE001 - describing bad input must not fail on it
-        return f"a {type(value).__name__}"
 
 
 def enum_member(enum_type: type[E], value: Any, *, field: str, model: str) -> E:

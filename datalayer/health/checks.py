@@ -139,7 +139,7 @@ async def check_cache(ctx: DataContext) -> CheckResult:
     took = round((time.perf_counter() - started) * 1000, 3)
     details = dict(answer) if isinstance(answer, dict) else {"healthy": bool(answer)}
     ok = details.get("status", "healthy" if details.get("healthy", True) else "degraded") == "healthy"
-    error = details.pop("error", None)
+    error: Any = details.pop("error", None)
     if error:
         error = scrub(str(error), ctx.settings)
     elif not ok:

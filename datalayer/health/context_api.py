@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
@@ -31,18 +31,18 @@ class ObservabilityMixin:
 
     _health_monitor: HealthMonitor | None = None
 
-    async def health(self: DataContext) -> HealthReport:
+    async def health(self) -> HealthReport:
         """Check connectivity, latency, tables, migrations, cache and pool. Never raises."""
-        return await check_health(self)
+        return await check_health(cast("DataContext", self))
 
-    async def quick_health(self: DataContext) -> bool:
+    async def quick_health(self) -> bool:
         """``True`` when the database answers ``SELECT 1`` (for liveness probes)."""
-        return await quick_health(self)
+        return await quick_health(cast("DataContext", self))
 
     @property
     def health_monitor(self) -> HealthMonitor:
         if self._health_monitor is None:
-            self._health_monitor = HealthMonitor(self.health)  # type: ignore[attr-defined]
+            self._health_monitor = HealthMonitor(self.health)
         return self._health_monitor
 
     @property
@@ -77,7 +77,7 @@ class ObservabilityMixin:
         """Statement timings by shape, the slow list, pool figures and the cache's counters."""
         monitor = query_monitor()
         queries = monitor.snapshot() if monitor is not None else QueryStats(slow_query_ms=0.0)
-        cache = getattr(self, "cache", None)
+        cache: Any = getattr(self, "cache", None)
         return DataLayerStats(queries=queries, pool=pool_stats(),
                               cache=cache.stats() if hasattr(cache, "stats") else None)
 
@@ -87,6 +87,6 @@ class ObservabilityMixin:
         if monitor is not None:
             monitor.reset()
 
-    async def get_database_stats(self: DataContext) -> dict[str, Any]:
+    async def get_database_stats(self) -> dict[str, Any]:
         """Rows per table, recent activity, tasks by status and the database size in bytes."""
-        return await database_stats(self)
+        return await database_stats(cast("DataContext", self))

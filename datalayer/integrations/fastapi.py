@@ -251,7 +251,7 @@ def _add_error_answers(app: FastAPI, schema: dict[str, Any], request_validation:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         uses_context = _uses_context(route.dependant)
-        for method in route.methods:
+        for method in route.methods:  # type: ignore[union-attr]  # an APIRoute's is set
             operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue

@@ -16,9 +16,9 @@ from tortoise import timezone
 from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
+from datalayer.core.audit_log import AuditAction, AuditLog
 from datalayer.ids import new_uuid7s
 from datalayer.managers.validation import MANAGED_FIELDS
-from datalayer.core.audit_log import AuditAction, AuditLog
 
 MASK = "***"
 

@@ -22,17 +22,16 @@ from tortoise.queryset import QuerySet
 
 from datalayer.actor import current_actor
 from datalayer.config import CONNECTION_NAME
-from datalayer.core import rules
 from datalayer.core.audit_log import AuditAction
-from datalayer.errors import ConcurrencyError, ConflictError, NotFoundError, ValidationError
+from datalayer.errors import ConcurrencyError, ConflictError, NotFoundError, ValidationError, shown
 from datalayer.managers import auditing, pg_create, pg_update, registry
 from datalayer.managers.bulk import insert_created
 from datalayer.managers.by_key import fetch_by_key
 from datalayer.managers.domain_rules import DomainRules
-from datalayer.schema import LiveUnique
 from datalayer.managers.filters import check_flags, check_sort, filter_q, search_q
 from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
 from datalayer.managers.validation import validate_input
+from datalayer.schema import LiveUnique
 from datalayer.transactions import in_transaction_block, on_commit, transaction
 from datalayer.translate import translated
 
@@ -113,7 +112,7 @@ class ModelManager(DomainRules, Generic[ModelT]):
             try:
                 return uuid.UUID(str(key))
             except (ValueError, RecursionError):  # str() of a huge int or of deeply nested lists fails too
-                raise ValidationError({"id": f"expected a UUID, got {rules.shown(key)}"}, model=self._label) from None
+                raise ValidationError({"id": f"expected a UUID, got {shown(key)}"}, model=self._label) from None
         return key
 
     def _filtered(
@@ -253,6 +252,8 @@ class ModelManager(DomainRules, Generic[ModelT]):
         A bad row raises ``ValidationError`` keyed ``rows[i].field`` and nothing is written; ``rows`` that is
         not an iterable of rows (None, one dict) is a ``ValidationError`` keyed ``rows``.
         """
+        from datalayer.core import rules  # the rules module imports this layer's values: import at call time
+
         rows = rules.rows_of(rows, model=self._label)
         stamps = self._creation_stamps()
         async with transaction():
@@ -320,6 +321,8 @@ class ModelManager(DomainRules, Generic[ModelT]):
         if not self._versioned:
             raise ValidationError({"expected_version": f"{self._label} keeps no version; leave it out"},
                                   model=self._label)
+        from datalayer.core import rules
+
         rules.whole_number(expected_version, field="expected_version", model=self._label, maximum=2**31 - 1)
 
     def _one_statement_updates(self) -> bool:

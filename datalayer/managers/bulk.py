@@ -29,10 +29,10 @@ from tortoise.connection import get_connection
 from tortoise.models import Model
 
 from datalayer.config import CONNECTION_NAME
+from datalayer.core.audit_log import AuditLog
 from datalayer.ids import BATCH_MAKERS
 from datalayer.managers import auditing
 from datalayer.managers.validation import validate_many
-from datalayer.core.audit_log import AuditLog
 
 _SLICE = 250  # rows prepared between two yields to the event loop
 #: what one chunk writes, in insertion order: (table or model, columns, rows as value tuples in that order);

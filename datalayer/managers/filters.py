@@ -27,8 +27,7 @@ from tortoise.fields.relational import BackwardFKRelation, ForeignKeyFieldInstan
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from datalayer.core.rules import shown
-from datalayer.errors import ValidationError
+from datalayer.errors import ValidationError, shown
 from datalayer.managers.values import TEXT_FIELDS, python_type_of, storable_text, value_type
 
 SCALAR_OPERATORS = {"exact", "iexact", "not", "gt", "gte", "lt", "lte"}

@@ -17,10 +17,10 @@ from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.config import CONNECTION_NAME
+from datalayer.core.audit_log import AuditLog
 from datalayer.ids import uuid7
 from datalayer.managers import auditing
 from datalayer.managers.bulk import complete_rows, copy_records, insert_columns, saved_instances
-from datalayer.core.audit_log import AuditLog
 
 
 def supported(model: type[Model]) -> bool:

@@ -20,10 +20,10 @@ from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.config import CONNECTION_NAME
+from datalayer.core.audit_log import AuditLog
 from datalayer.ids import uuid7
 from datalayer.managers.bulk import driver_value
 from datalayer.managers.pg_audit import jsonb_object, masked_value
-from datalayer.core.audit_log import AuditLog
 
 OLD_VERSION = "_dl_old_version"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from tortoise import fields
 from tortoise.manager import Manager
@@ -23,6 +23,8 @@ class SoftDeleteManager(Manager):
 class SoftDeleteMixin:
     deleted_at = fields.DatetimeField(null=True)
     deleted_by = fields.UUIDField(null=True)
+    #: every row, deleted ones included (set on each concrete model by ``__init_subclass__``)
+    all_objects: ClassVar[Manager]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give every concrete model its *own* ``SoftDeleteManager`` and an ``all_objects`` escape hatch.
@@ -41,4 +43,4 @@ class SoftDeleteMixin:
 
     @property
     def is_deleted(self) -> bool:
-        return self.deleted_at is not None
+        return self.deleted_at is not None  # type: ignore[call-overload]  # a field read on a Model subclass

@@ -58,7 +58,7 @@ class DataModel(Model):
     #: serialises a row pydantic meets untyped (in a bare ``Page``, a ``list[Any]``) by its output schema
     __pydantic_serializer__ = output.SafeSerializer()
 
-    def __iter__(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
         """``dict(row)``: the output schema's fields, no secret. FastAPI's ``jsonable_encoder`` uses it for a
         row a route returns without a response model."""
         for name in output.output_fields(type(self)):

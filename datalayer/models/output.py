@@ -91,7 +91,7 @@ async def to_schema(
         return rows.model_copy(update={"items": await to_schema(
             rows.items, relations=relations, exclude=exclude, include_secrets=include_secrets)})  # type: ignore[attr-defined]
     many = not isinstance(rows, Model)
-    batch = list(rows) if many else [rows]  # type: ignore[arg-type]
+    batch: list[Model] = list(rows) if many else [rows]  # type: ignore[arg-type, list-item]
     if not batch:
         return []
     model = type(batch[0])
@@ -180,7 +180,7 @@ def _build(model: type[Model], relations: tuple[str, ...], exclude: frozenset[st
             fields[name] = (Annotated[list[schema], BeforeValidator(_fetched_many(name))], Field())  # type: ignore[valid-type]
         else:
             fields[name] = (Annotated[schema | None, BeforeValidator(_fetched_one(name))], Field())
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         _schema_name(model, relations, exclude, include_secrets),
         __config__=ConfigDict(from_attributes=True),
         __doc__=f"{model.__name__} as responses show it" + ("" if include_secrets else " (secret fields left out)"),
@@ -245,7 +245,7 @@ def _relation(model: type[Model], name: str) -> tuple[bool, type[Model]]:
     if isinstance(field, RelationalField):
         many = isinstance(field, BackwardFKRelation | ManyToManyFieldInstance) and not isinstance(
             field, BackwardOneToOneRelation)
-        return many, _resolved(field) or _model_named(field.model_name, strict=True)  # type: ignore[return-value]
+        return many, _resolved(field) or _model_named(field.model_name, strict=True)  # type: ignore[attr-defined, return-value]
     if field is None and not _initialised() and (declared := _declared_backward(model, name)):
         return declared  # backward relations exist once Tortoise is initialised
     relations = sorted(model._meta.fetch_fields)
@@ -292,7 +292,7 @@ def _declared_backward(model: type[Model], name: str) -> tuple[bool, type[Model]
         for field in other._meta.fields_map.values():
             if (isinstance(field, ForeignKeyFieldInstance | ManyToManyFieldInstance)
                     and getattr(field, "related_name", None) == name
-                    and (field.model_name or "").rsplit(".", 1)[-1] == model.__name__):
+                    and (field.model_name or "").rsplit(".", 1)[-1] == model.__name__):  # type: ignore[union-attr]
                 return not (isinstance(field, ForeignKeyFieldInstance) and field.unique), other
     return None
 

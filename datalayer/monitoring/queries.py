@@ -56,7 +56,7 @@ class QueryStats(BaseModel):
 class _Accumulator:
     """Running count/total/max and a bounded uniform reservoir of samples for the p95."""
 
-    __slots__ = ("count", "errors", "total", "max", "samples")
+    __slots__ = ("count", "errors", "max", "samples", "total")
 
     def __init__(self) -> None:
         self.count = 0
@@ -70,8 +70,7 @@ class _Accumulator:
         self.total += seconds
         if failed:
             self.errors += 1
-        if seconds > self.max:
-            self.max = seconds
+        self.max = max(self.max, seconds)
         if len(self.samples) < reservoir:
             self.samples.append(seconds)
         else:

@@ -118,7 +118,7 @@ async def _referenced_elsewhere(context: DataContext, model: type[Model], pk: An
     """Whether a row outside ``removing`` refers to ``model`` row ``pk``."""
     for other in context.models:
         for name in other._meta.fk_fields:
-            if other._meta.fields_map[name].related_model is not model:
+            if other._meta.fields_map[name].related_model is not model:  # type: ignore[attr-defined]  # an FK
                 continue
             query = every_row(other).filter(**{f"{name}_id": pk})
             if removing.get(other):

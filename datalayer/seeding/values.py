@@ -54,7 +54,7 @@ async def resolve(model: type[Model], row: dict[str, Any], *, include_deleted: b
     values: dict[str, Any] = {}
     for name, value in row.items():
         if name in model._meta.fk_fields and value is not None:
-            related = model._meta.fields_map[name].related_model
+            related = model._meta.fields_map[name].related_model  # type: ignore[attr-defined]  # a ForeignKeyField
             if not isinstance(value, dict):
                 raise SeedError(f"{model.__name__}.{name} must be a lookup of the related row, e.g. {{\"email\": ...}}")
             query = every_row(related) if include_deleted else live_rows(related)

@@ -50,8 +50,8 @@ except (ImportError, ValueError):  # reported when a test asks for a database fi
 
 def _async_fixture(*, scope: str = "function", loop_scope: str) -> Any:
     if _ASYNCIO:
-        return pytest_asyncio.fixture(scope=scope, loop_scope=loop_scope)
-    return pytest.fixture(scope=scope)  # never set up: pytest_runtest_setup fails the test first
+        return pytest_asyncio.fixture(scope=scope, loop_scope=loop_scope)  # type: ignore[call-overload]
+    return pytest.fixture(scope=scope)  # type: ignore[call-overload]  # never set up: pytest_runtest_setup fails the test first
 
 
 _ENGINES = pytest.StashKey[tuple[str, ...]]()
@@ -177,7 +177,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     only = item.get_closest_marker("datalayer_engines")
     if only is not None and engine is not None and engine not in only.args:
         pytest.skip(f"runs on {', '.join(only.args)} only (datalayer_engines marker)")
-    rolled_back = "datalayer_context" in item.fixturenames and _isolation(item) == "rollback"
+    rolled_back = "datalayer_context" in getattr(item, "fixturenames", ()) and _isolation(item) == "rollback"
     if not rolled_back:
         item.config.stash[_DIRTY].update([engine] if engine else _engines(item.config))
 
