@@ -216,7 +216,12 @@ class DataContext(PackManagers, ObservabilityMixin):
 
 def manager_names(models: Sequence[type[Model]]) -> dict[str, type[Model]]:
     """Manager name (``ctx.<name>``) -> model."""
-    return {(manager_class_for(m) or ModelManager).name or default_manager_name(m): m for m in models}
+    return {manager_name(m): m for m in models}
+
+
+def manager_name(model: type[Model]) -> str:
+    """The name the context serves ``model``'s manager under: its subclass's ``name``, else the plural."""
+    return (manager_class_for(model) or ModelManager).name or default_manager_name(model)
 
 
 def check_collisions(models: Sequence[type[Model]]) -> None:
@@ -234,7 +239,7 @@ def check_collisions(models: Sequence[type[Model]]) -> None:
             raise ConfigurationError(f"{model._meta.full_name} and {other._meta.full_name} both use table {table!r}; "
                                      "give your model another Meta.table")
         seen_tables[table] = model
-        name = (manager_class_for(model) or ModelManager).name or default_manager_name(model)
+        name = manager_name(model)
         if name in seen_names:
             other = seen_names[name]
             raise ConfigurationError(f"{model._meta.full_name} and {other._meta.full_name} both answer to ctx.{name}; "
