@@ -34,6 +34,7 @@ from datalayer.core.models import (
     User,
 )
 from datalayer.errors import (
+    CacheUnavailableError,
     ConcurrencyError,
     ConfigurationError,
     ConflictError,
@@ -41,6 +42,7 @@ from datalayer.errors import (
     DataLayerError,
     NotFoundError,
     PoolExhaustedError,
+    TransactionAbortedError,
     TransactionClosedError,
     ValidationError,
 )
@@ -64,7 +66,7 @@ from datalayer.security import (
     verify_password,
 )
 from datalayer.settings import Settings
-from datalayer.transactions import on_commit, transaction, transactional
+from datalayer.transactions import TransactionBlock, on_commit, transaction, transactional
 
 __version__ = "0.1.0"
 
@@ -87,6 +89,7 @@ __all__ = [
     "DataLayerError",
     "DataLayerStats",
     "DataModel",
+    "CacheUnavailableError",
     "DatabaseUnavailableError",
     "HealthMonitor",
     "HealthReport",
@@ -103,6 +106,8 @@ __all__ = [
     "SoftDeleteManager",
     "SoftDeleteMixin",
     "TimestampMixin",
+    "TransactionAbortedError",
+    "TransactionBlock",
     "TransactionClosedError",
     "TransactionScope",
     "ValidationError",

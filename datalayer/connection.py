@@ -114,7 +114,8 @@ async def open_database(
                 await Tortoise.close_connections()
                 connection_events.emit(ConnectionEvent("gave_up", target, attempt, error=error))
                 raise DatabaseUnavailableError(
-                    f"could not connect to {target} after {attempt} attempt(s): {error}"
+                    f"could not connect to {target} after {attempt} attempt(s): {error}",
+                    retryable=not isinstance(cause, _PERMANENT),
                 ) from None
             delay = backoff_delay(attempt, settings.db_retry_delay_ms / 1000)
             connection_events.emit(ConnectionEvent("retrying", target, attempt, delay, error))

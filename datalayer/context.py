@@ -6,8 +6,7 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -25,7 +24,7 @@ from datalayer.managers.registry import version as registry_version
 from datalayer.project import Project, load_project
 from datalayer.raw import execute_raw
 from datalayer.settings import DatabaseTarget, Settings
-from datalayer.transactions import on_commit, transaction, transactional
+from datalayer.transactions import TransactionBlock, on_commit, transactional
 
 if TYPE_CHECKING:  # the packs' managers, for the checker only: importing them registers them
     from datalayer.agent.managers import (
@@ -190,16 +189,18 @@ class DataContext(PackManagers, ObservabilityMixin):
             return self.manager(names[name])
         raise AttributeError(f"DataContext has no manager {name!r}; known: {', '.join(sorted(names))}")
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[TransactionScope]:
+    def transaction(self, *, retry: int = 0) -> TransactionBlock[TransactionScope]:
         """One transaction for every manager call inside; nested blocks are savepoints.
 
         Tasks sharing the block (``asyncio.gather`` of ``tx.manager(M).create(...)``) are served one
         statement or nested block at a time. Work still running when the block exits fails with
         ``TransactionClosedError`` and writes nothing: await it inside the block.
+
+        ``retry=N`` reruns a whole function instead of a block: ``@ctx.transaction(retry=3)`` on an
+        ``async def``, or ``await ctx.transaction(retry=3).run(func, *args)``; see ``TransactionBlock``
+        for what is rerun (serialization failures, deadlocks, connections lost before the ``COMMIT``).
         """
-        async with transaction() as connection:
-            yield TransactionScope(self, connection)
+        return TransactionBlock(lambda connection: TransactionScope(self, connection), retry)
 
     async def raw(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run one raw SQL statement and return its rows as dicts (see ``datalayer.raw.execute_raw``).

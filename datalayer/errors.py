@@ -75,7 +75,40 @@ class TransactionClosedError(DataLayerError):
 
 
 class DatabaseUnavailableError(DataLayerError):
-    """The database cannot be reached (after retries) or the pool has no connection to give."""
+    """The database cannot be reached (after retries) or the pool has no connection to give.
+
+    Attributes:
+        retryable: the same call may succeed later (the server restarting, a connection dropped, the pool
+            busy); False when waiting will not help (a wrong password, a database that does not exist).
+        maybe_committed: a write was sent and its connection died before the answer: it may have been
+            committed. Check before repeating it (datalayer's keys are client-side uuid7s, so a create can be
+            checked by its id); False when the statement provably never reached the server.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, maybe_committed: bool = False) -> None:
+        self.retryable = retryable
+        self.maybe_committed = maybe_committed
+        super().__init__(message)
+
+
+class TransactionAbortedError(DataLayerError):
+    """The database aborted the transaction to keep concurrent transactions correct: a serialization
+    failure (SQLSTATE 40001) or a deadlock (40P01). Nothing of it was committed; rerun the whole transaction
+    (``ctx.transaction(retry=N)`` does it for you).
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class CacheUnavailableError(DataLayerError):
+    """Redis did not answer. The cache itself never raises it (it degrades to the database); only code that
+    talks to Redis through datalayer directly can see it."""
+
+    retryable = True
 
 
 class PoolExhaustedError(DatabaseUnavailableError):
@@ -83,7 +116,7 @@ class PoolExhaustedError(DatabaseUnavailableError):
 
     def __init__(self, message: str, *, pool_size: int) -> None:
         self.pool_size = pool_size
-        super().__init__(message)
+        super().__init__(message, retryable=True, maybe_committed=False)
 
 
 def shown(value: Any, width: int = 60) -> str:

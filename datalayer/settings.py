@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     db_retry_delay_ms: int = Field(
         default=500, ge=0, validation_alias=AliasChoices("DB_RETRY_DELAY", "DB_RETRY_DELAY_MS")
     )
+    db_statement_retry_attempts: int = Field(default=3, ge=0, le=100, validation_alias="DB_STATEMENT_RETRY_ATTEMPTS")
+    """Retries of a statement outside a transaction whose connection was lost (reads, and writes that
+    provably never reached the server); 0 turns it off. See ``datalayer.backends.retry``."""
+    db_statement_retry_budget_ms: int = Field(default=5_000, ge=0, validation_alias="DB_STATEMENT_RETRY_BUDGET_MS")
+    """Milliseconds after a statement's first failure past which no retry starts."""
+    db_statement_retry_delay_ms: int = Field(default=50, ge=0, validation_alias="DB_STATEMENT_RETRY_DELAY_MS")
+    """Milliseconds: the base of the retries' exponential backoff (the first retry is immediate)."""
     db_slow_query_ms: float = Field(default=200.0, ge=0, validation_alias="DB_SLOW_QUERY_MS")
     db_logging: bool = Field(default=False, validation_alias="DB_LOGGING")
     db_pool_timeout_ms: int = Field(

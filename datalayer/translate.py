@@ -8,15 +8,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import asyncpg
+import asyncpg.pgproto.pgproto
+from redis import exceptions as redis_errors
 from tortoise import Tortoise
 from tortoise import exceptions as orm
 from tortoise.models import Model
 
 from datalayer.errors import (
+    CacheUnavailableError,
     ConflictError,
     DatabaseUnavailableError,
     DataLayerError,
     NotFoundError,
+    TransactionAbortedError,
     ValidationError,
 )
 from datalayer.schema import fields_of_columns, fields_of_unique_index
@@ -26,30 +30,48 @@ _SQL_CAST = re.compile(r"::\s*\"?[A-Za-z_][\w \"]*(?:\[\])?")
 _SQL_IDENTIFIER = re.compile(r'"(?P<quoted>[^"]+)"|\b(?P<bare>[A-Za-z_]\w*)\b(?!\s*\()')
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?:index '(?P<index>[^']+)'|(?P<cols>.+))")
 _SQLITE_NOT_NULL = re.compile(r"NOT NULL constraint failed: (?P<col>\S+)")
+_ASYNCPG_CLIENT_ERRORS = (
+    asyncpg.exceptions.InterfaceError,  # the client refused or lost the connection
+    asyncpg.exceptions._base.InternalClientError,  # protocol state broken (a connection killed mid-use)
+    asyncpg.pgproto.pgproto.BufferError,
+)
 _DRIVER_ERRORS = (
     orm.BaseORMException,
     asyncpg.PostgresError,
-    asyncpg.exceptions.InterfaceError,
+    *_ASYNCPG_CLIENT_ERRORS,
     sqlite3.Error,
+    redis_errors.RedisError,
     OSError,
     ConnectionError,
     TimeoutError,
 )
-_CONNECTION_ERRORS = (
+# The connection is gone or cannot be made: the server restarting, crashed or shut down, a backend
+# terminated, the network dropped, no primary among the hosts. Waiting (and a fresh connection) may help.
+CONNECTION_LOST = (
     OSError,
     ConnectionError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08, ConnectionDoesNotExistError included
+    asyncpg.exceptions.InterfaceError,  # "connection is closed", "pool is closing"
+    asyncpg.exceptions._base.InternalClientError,  # "cannot switch to state ...": a connection killed mid-use
+    asyncpg.exceptions.AdminShutdownError,  # 57P01: pg_terminate_backend, a fast shutdown
+    asyncpg.exceptions.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: starting up, shutting down, in recovery
+    asyncpg.exceptions.IdleSessionTimeoutError,  # 57P05
+    asyncpg.exceptions.TooManyConnectionsError,  # 53300
     orm.DBConnectionError,
-    # the database went away under a running app: dropped or renamed, the server shut down or crashed
-    asyncpg.exceptions.InvalidCatalogNameError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.DatabaseDroppedError,
 )
-
+# The database itself went away under a running app (dropped or renamed): no retry will help.
+_DATABASE_GONE = (asyncpg.exceptions.InvalidCatalogNameError, asyncpg.exceptions.DatabaseDroppedError)
+# Mistakes in how the client was called or configured: not a lost connection, whatever their base class.
+_CLIENT_MISUSE = (
+    asyncpg.exceptions.ClientConfigurationError,
+    asyncpg.exceptions.UnsupportedClientFeatureError,
+    asyncpg.exceptions.UnsupportedServerFeatureError,
+)
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file", "disk i/o error",
+                       "database or disk is full", "attempt to write a readonly database")
+_AIOSQLITE_CLOSED = ("no active connection", "Connection closed")
 
 def _root(exc: BaseException) -> BaseException:
     """Tortoise wraps the driver error as ``args[0]`` and ``__cause__``; dig it out."""
@@ -131,8 +153,26 @@ def _integrity(model: str, exc: BaseException) -> DataLayerError:
     return ConflictError(model, (), message=f"{model}: the write breaks an integrity rule")
 
 
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the driver error Tortoise wrapped in it) says the connection is gone."""
+    root = _root(exc)
+    if isinstance(root, _CLIENT_MISUSE) or isinstance(exc, _CLIENT_MISUSE):
+        return False
+    if isinstance(root, asyncpg.exceptions._base.DataError):  # a parameter the codec refused: bad input
+        return False
+    return isinstance(root, CONNECTION_LOST) or isinstance(exc, CONNECTION_LOST)
+
+
+def _unavailable(root: BaseException) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError(f"database connection failed: {root.__class__.__name__}: {root}")
+
+
 def translate(exc: BaseException, model: str = "record") -> DataLayerError:
-    """Map one driver/ORM exception onto the library's hierarchy (never returns a driver error)."""
+    """Map one driver/ORM exception onto the library's hierarchy (never returns a driver error).
+
+    Covers Tortoise's exceptions, asyncpg's whole tree (server errors by SQLSTATE class, client and
+    protocol errors), sqlite3/aiosqlite's, redis-py's and socket ``OSError``s.
+    """
     if isinstance(exc, DataLayerError):
         return exc
     if isinstance(exc, orm.DoesNotExist | orm.ObjectDoesNotExistError):
@@ -140,18 +180,43 @@ def translate(exc: BaseException, model: str = "record") -> DataLayerError:
     if isinstance(exc, orm.IntegrityError):
         return _integrity(model, exc)
     root = _root(exc)
+    if isinstance(root, DataLayerError):
+        return root
     if isinstance(root, orm.IntegrityError | sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
         return _integrity(model, root)
-    if isinstance(root, asyncpg.exceptions.DataError):
+    if isinstance(root, asyncpg.exceptions.DataError | asyncpg.exceptions._base.DataError):
         return ValidationError({"__all__": f"a value does not fit its column ({root.__class__.__name__}: {root})"}, model=model)
     if isinstance(exc, orm.ValidationError | orm.FieldError | orm.ParamsError):
         return ValidationError({"__all__": str(exc)}, model=model)
-    if isinstance(root, asyncpg.exceptions.InvalidCachedStatementError):  # asyncpg has cleared its caches
+    if isinstance(root, asyncpg.exceptions.TransactionRollbackError):  # 40001 serialization, 40P01 deadlock
+        return TransactionAbortedError(
+            f"{model}: the database aborted the transaction ({root.__class__.__name__}: {root}); nothing was "
+            "committed: rerun the whole transaction", sqlstate=getattr(root, "sqlstate", None))
+    if isinstance(root, asyncpg.exceptions.InvalidCachedStatementError | asyncpg.exceptions.OutdatedSchemaCacheError):
         return DataLayerError(f"{model}: a table was altered after this statement was prepared; the statement "
                               "cache is cleared now: retry the call (inside a transaction, retry the transaction)")
-    if isinstance(root, _CONNECTION_ERRORS) or isinstance(exc, _CONNECTION_ERRORS):
-        return DatabaseUnavailableError(f"database connection failed: {root.__class__.__name__}: {root}")
+    if isinstance(root, _DATABASE_GONE):
+        return DatabaseUnavailableError(f"database connection failed: {root.__class__.__name__}: {root}",
+                                        retryable=False)
+    if isinstance(root, asyncpg.exceptions._base.TargetServerAttributeNotMatched):
+        return DatabaseUnavailableError(f"no server in the target list accepts the session: {root}")
+    if isinstance(root, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
+        return CacheUnavailableError(f"Redis did not answer: {root.__class__.__name__}: {root}")
+    if isinstance(root, redis_errors.RedisError):
+        return DataLayerError(f"{model}: Redis refused the command: {root.__class__.__name__}: {root}")
+    if isinstance(root, sqlite3.Error) and str(root).lower().startswith(_SQLITE_UNAVAILABLE):
+        return DatabaseUnavailableError(f"the SQLite database is unavailable: {root}")
+    if is_connection_lost(exc):
+        return _unavailable(root)
     return DataLayerError(f"{model}: database operation failed: {root.__class__.__name__}: {root}")
+
+
+def _from_aiosqlite(exc: ValueError) -> bool:
+    """aiosqlite reports a closed connection as a plain ``ValueError`` raised in its own code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "aiosqlite" in tb.tb_frame.f_code.co_filename and str(exc) in _AIOSQLITE_CLOSED
 
 
 @contextmanager
@@ -164,3 +229,7 @@ def translated(model: str = "record") -> Iterator[None]:
         yield
     except _DRIVER_ERRORS as exc:
         raise translate(exc, model) from exc
+    except ValueError as exc:
+        if not _from_aiosqlite(exc):
+            raise
+        raise DatabaseUnavailableError("the SQLite connection is closed (was the context closed?)") from exc

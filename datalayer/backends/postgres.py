@@ -28,13 +28,14 @@ from tortoise.exceptions import TransactionManagementError
 from datalayer.backends.guarded import settle
 from datalayer.backends.instrumented import (
     ParametersHidden,
-    TimedStatements,
     TimedTransaction,
     monitoring_options,
     within,
 )
+from datalayer.backends.retry import NotConnected, RetriedStatements, RetryPolicy
 from datalayer.errors import DatabaseUnavailableError, PoolExhaustedError
 from datalayer.monitoring import PoolStats
+from datalayer.translate import is_connection_lost
 
 log = logging.getLogger("datalayer.connection")
 
@@ -69,11 +70,13 @@ async def reset_session(connection: Any) -> None:
         connection.terminate()
 
 
-class InstrumentedPostgresClient(TimedStatements, AsyncpgDBClient):
-    """``AsyncpgDBClient`` plus statement timing (``monitor``), pool figures and an acquire deadline."""
+class InstrumentedPostgresClient(RetriedStatements, AsyncpgDBClient):
+    """``AsyncpgDBClient`` plus statement timing (``monitor``), pool figures, an acquire deadline, and
+    statements retried after a lost connection where that is safe (``datalayer.backends.retry``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.acquire_timeout, self.monitor = monitoring_options(kwargs)
+        self.retry_policy = RetryPolicy(*kwargs.pop("statement_retry", ()))
         self.reset_on_release = bool(kwargs.pop("reset_on_release", False))
         super().__init__(**kwargs)
         self.log = ParametersHidden(self.log, {})  # type: ignore[assignment]  # transaction wrappers inherit it
@@ -183,13 +186,20 @@ class _PoolAcquire(PoolConnectionWrapper):
     __slots__ = ()
 
     async def __aenter__(self) -> asyncpg.Connection:
-        await self.ensure_connection()
-        pool = self.client._pool
-        free = getattr(pool, "_queue", None)
-        if free is not None and not free.empty():
-            self.connection = await pool.acquire()  # the common case, without the acquire_pooled frame
-        else:
-            self.connection = await self.client.acquire_pooled()  # type: ignore[attr-defined]
+        try:
+            await self.ensure_connection()
+            pool = self.client._pool
+            free = getattr(pool, "_queue", None)
+            if free is not None and not free.empty():
+                self.connection = await pool.acquire()  # the common case, without the acquire_pooled frame
+            else:
+                self.connection = await self.client.acquire_pooled()  # type: ignore[attr-defined]
+        except PoolExhaustedError:
+            raise
+        except Exception as exc:  # nothing was sent: the caller may retry anything
+            if is_connection_lost(exc):
+                raise NotConnected(exc) from exc
+            raise
         return self.connection
 
     async def __aexit__(
@@ -204,17 +214,32 @@ class _PooledTransaction(TransactionContextPooled):
     __slots__ = ()
 
     async def __aenter__(self) -> InstrumentedTransaction:
-        await self.ensure_connection()
+        """Take a pooled connection and ``BEGIN``; a connection found dead at ``BEGIN`` (nothing of the
+        transaction sent yet) is replaced, within the pool client's retry policy."""
         parent: InstrumentedPostgresClient = self.client._parent  # type: ignore[assignment]
-        self.client._connection = await parent.acquire_pooled()
-        self.token = get_connections().set(self.connection_name, self.client)
-        try:
-            await self.client.begin()
-        except BaseException:
-            get_connections().reset(self.token)
-            await parent.give_back(self.client._connection, reset=False)
-            raise
-        return self.client  # type: ignore[return-value]
+        policy = parent.retry_policy
+        for attempt in range(1, policy.attempts + 2):
+            try:
+                await self.ensure_connection()
+                self.client._connection = await parent.acquire_pooled()
+            except PoolExhaustedError:
+                raise
+            except Exception as exc:
+                if is_connection_lost(exc):
+                    raise NotConnected(exc) from exc
+                raise
+            self.token = get_connections().set(self.connection_name, self.client)
+            try:
+                await self.client.begin()
+                return self.client  # type: ignore[return-value]
+            except BaseException as exc:
+                get_connections().reset(self.token)
+                await parent.give_back(self.client._connection, reset=False)
+                if attempt > policy.attempts or not isinstance(exc, Exception) or not is_connection_lost(exc):
+                    raise
+                await parent.expire_pool()
+                await asyncio.sleep(policy.delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
