@@ -49,6 +49,7 @@ def connection_config(settings: Settings, target: DatabaseTarget | None = None) 
         "timeout": settings.db_connection_timeout_ms / 1000,
         "server_settings": {"application_name": target.options.get("application_name", "datalayer")},
         "reset_on_release": settings.db_reset_on_release,
+        "command_timeout": settings.db_command_timeout_ms / 1000 if settings.db_command_timeout_ms else None,
         "statement_retry": (settings.db_statement_retry_attempts, settings.db_statement_retry_budget_ms / 1000,
                             settings.db_statement_retry_delay_ms / 1000),
     }

@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     db_retry_delay_ms: int = Field(
         default=500, ge=0, validation_alias=AliasChoices("DB_RETRY_DELAY", "DB_RETRY_DELAY_MS")
     )
+    db_command_timeout_ms: int = Field(default=0, ge=0, validation_alias="DB_COMMAND_TIMEOUT_MS")
+    """Milliseconds a PostgreSQL statement may run before asyncpg cancels it and the call raises
+    ``DatabaseUnavailableError`` (0: no limit). Bounds the wait on a stalled server or network; set it above
+    your slowest statement (migrations and maintenance share the setting)."""
     db_statement_retry_attempts: int = Field(default=3, ge=0, le=100, validation_alias="DB_STATEMENT_RETRY_ATTEMPTS")
     """Retries of a statement outside a transaction whose connection was lost (reads, and writes that
     provably never reached the server); 0 turns it off. See ``datalayer.backends.retry``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,7 @@ _DRIVER_ERRORS = (
     OSError,
     ConnectionError,
     TimeoutError,
+    asyncio.TimeoutError,
 )
 # The connection is gone or cannot be made: the server restarting, crashed or shut down, a backend
 # terminated, the network dropped, no primary among the hosts. Waiting (and a fresh connection) may help.
@@ -51,6 +53,7 @@ CONNECTION_LOST = (
     OSError,
     ConnectionError,
     TimeoutError,
+    asyncio.TimeoutError,  # not TimeoutError before Python 3.11
     asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08, ConnectionDoesNotExistError included
     asyncpg.exceptions.InterfaceError,  # "connection is closed", "pool is closing"
     asyncpg.exceptions._base.InternalClientError,  # "cannot switch to state ...": a connection killed mid-use

@@ -12,6 +12,8 @@ PostgreSQL-only except the last tests: SQLite has no connections to lose.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections import Counter
 
@@ -224,7 +226,7 @@ async def test_a_caller_s_own_error_is_never_retried(ctx):
     assert await Article.all().count() == 0
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def private_pg():
     server = PrivatePostgres()
     server.start()
@@ -304,3 +306,58 @@ async def test_a_server_restart_under_load_loses_no_committed_write_and_leaks_no
     assert set(stored) <= acknowledged | maybe, "a row nobody was told about"
     assert not late, "reads kept failing after the server was back"
     assert len(acknowledged) > 100
+
+
+def _cluster_pids(server: PrivatePostgres) -> list[int]:
+    """The postmaster's pid and its children's (the whole private cluster)."""
+    with open(os.path.join(server.data, "postmaster.pid")) as handle:
+        postmaster = int(handle.readline())
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                        children.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return [postmaster, *children]
+
+
+@pytest.mark.postgres_only
+async def test_a_stalled_server_fails_calls_after_the_command_timeout_instead_of_hanging(ctx, private_pg):
+    """The server's processes are stopped (SIGSTOP: a hung host); calls fail after DB_COMMAND_TIMEOUT_MS."""
+    await close_context()
+    settings = make_settings(private_pg.url(), DB_COMMAND_TIMEOUT_MS=500, DB_CONNECTION_TIMEOUT_MS=1000)
+    context = await get_context(settings=settings, models=TEST_MODELS, migrate=True)
+    articles = context.manager(Article)
+    row = await articles.create({"title": "before the stall"})
+    pids = _cluster_pids(private_pg)
+    waited: dict[str, float] = {}
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        for name, call in (("get", lambda: articles.get(row.id)),
+                           ("create", lambda: articles.create({"title": "during the stall"}))):
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailableError) as caught:
+                await asyncio.wait_for(call(), 10)
+            waited[name] = time.monotonic() - started
+            assert caught.value.retryable
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    try:
+        fresh = None
+        for _ in range(50):  # the cancelled statements' connections are replaced; bounded wait
+            try:
+                fresh = await articles.get(row.id)
+                break
+            except DatabaseUnavailableError:
+                await asyncio.sleep(0.1)
+        assert fresh is not None and fresh.title == "before the stall"
+    finally:
+        await close_context()
+    print(f"\nstalled server: get failed after {waited['get']:.2f} s, create after {waited['create']:.2f} s "
+          "(DB_COMMAND_TIMEOUT_MS=500)")
+    assert all(seconds < 5 for seconds in waited.values()), waited

@@ -9,6 +9,8 @@ do, since the transaction died with its connection (``ctx.transaction(retry=N)``
 - A **write** is retried only when the failure proves the statement never reached the server: no connection
   could be made, or the client refused to send on a connection it already knew dead. Otherwise (the
   connection died with the statement in flight) it raises ``DatabaseUnavailableError(maybe_committed=True)``.
+- A statement that outlives ``DB_COMMAND_TIMEOUT_MS`` (when set) is cancelled and not retried: a slow statement
+  would only be slow again, and a stalled server is what the timeout exists to stop waiting for.
 - The first lost connection expires every connection the pool holds (at most once a second): a terminated
   or restarted server killed them all, and the next callers get fresh ones instead of finding out one by one.
 """
@@ -152,6 +154,12 @@ class RetriedStatements(TimedStatements):
         for attempt in range(1, policy.attempts + 2):
             if not is_connection_lost(exc) or isinstance(exc, PoolExhaustedError):
                 raise exc
+            if isinstance(exc, TimeoutError | asyncio.TimeoutError):  # DB_COMMAND_TIMEOUT_MS passed: asyncpg cancelled it server-side
+                raise DatabaseUnavailableError(
+                    f"the database did not answer within DB_COMMAND_TIMEOUT_MS; the statement was cancelled"
+                    f"{'' if read else ' (a write: it may have been committed just before)'}",
+                    retryable=True, maybe_committed=not read,
+                ) from exc
             await self.expire_pool()
             if not read and not never_sent(exc):
                 raise DatabaseUnavailableError(
