@@ -18,6 +18,7 @@ from datalayer.agent.managers import (
 from datalayer.agent.models import CodeFile, Configuration, ParsedRequest, ProjectAnalysis, Task, TaskStatus
 from datalayer.analysis.managers import SystemLogManager
 from datalayer.analysis.models import AnalysisFile, DataAnalysis, LogLevel, SystemLog, ToolGeneration
+from datalayer.backup_file import BackupIntegrityError
 from datalayer.characters.managers import CharacterManager, CharacterTemplateManager, QuotaExceededError
 from datalayer.characters.models import Character, CharacterTemplate, GenerationStatus, StyleType
 from datalayer.connection import ConnectionEvent, connection_events
@@ -89,6 +90,7 @@ __all__ = [
     "DataLayerError",
     "DataLayerStats",
     "DataModel",
+    "BackupIntegrityError",
     "CacheUnavailableError",
     "DatabaseUnavailableError",
     "HealthMonitor",

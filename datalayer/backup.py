@@ -1,34 +1,44 @@
-"""Backup and restore as JSON lines: one header line, then one line per row, streamed with keyset paging.
+"""Backup and restore as JSON lines (the file itself: ``datalayer.backup_file``), streamed with keyset paging.
 
-Memory stays flat whatever the table size: rows are read ``BATCH`` at a time ordered by primary key and
-written as they come; restore reads line by line and inserts in batches, all inside one transaction, so a
-failed restore leaves the database as it was. The header records the schema (each app's last applied
-migration); restoring a file from a newer schema than the database, in any app, is refused.
+Memory stays flat whatever the table size: rows are read ``BATCH`` at a time ordered by primary key, all in
+one read-only snapshot, and written as they come; restore checks the whole file first, then reads it line by
+line and inserts in batches, all inside one transaction, so a failed restore leaves the database as it was.
+The header records the schema (each app's last applied migration); restoring a file from a newer schema than
+the database, in any app, is refused.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
 
 from datalayer import introspect
-from datalayer.errors import DataLayerError, ValidationError
+from datalayer.backup_file import (
+    FORMAT,
+    FORMAT_VERSION,
+    BackupIntegrityError,
+    BackupWriter,
+    open_backup,
+    read_header,
+    writing_backup,
+)
+from datalayer.errors import DataLayerError
+from datalayer.references import referencing_rows
 from datalayer.transactions import transaction
 from datalayer.translate import translated
 
-FORMAT = "datalayer-backup"
-FORMAT_VERSION = 2  # 1: "schema" was the one history's last file; 2: {app label: its last file}
+__all__ = ["FORMAT", "FORMAT_VERSION", "BackupIntegrityError", "backup", "read_header", "restore"]
+
 BATCH = 500
 
 Progress = Callable[[str, int], None]  # (table, rows just done)
@@ -83,29 +93,43 @@ async def _applied(settings: Any) -> list[str]:
 async def backup(path: Path, models: list[type[Model]], settings: Any, progress: Progress | None = None) -> dict[str, int]:
     """Write every existing table of ``models`` (every loaded app's) to ``path``; returns rows per table.
 
+    Every table is read in one read-only snapshot (REPEATABLE READ on PostgreSQL, one read transaction on
+    SQLite), so rows written meanwhile are either all in the file or none are: each child's parent is there.
+    The file appears at ``path`` only once complete (see ``datalayer.backup_file``).
+
     Raises:
         DataLayerError: none of the models' tables exists (an empty or wrong database): nothing is written.
+        OSError: the file cannot be written (``path`` is left as it was).
     """
-    applied = await _applied(settings)
-    present = await introspect.existing_tables()
-    tables = [m for m in introspect.dependency_order(models) if m._meta.db_table in present]
-    if not tables:
-        raise DataLayerError("the database has none of the loaded models' tables; nothing to back up "
-                             "(wrong DATABASE_URL, or run `datalayer upgrade` first)")
-    counts = {m._meta.db_table: await introspect.count_rows(m._meta.db_table) for m in tables}
-    written: dict[str, int] = {}
-    with path.open("w", encoding="utf-8") as out:
-        header = {"format": FORMAT, "format_version": FORMAT_VERSION, "schema": schema_of(applied),
-                  "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "tables": counts}
-        out.write(json.dumps(header) + "\n")
-        for model in tables:
-            written[model._meta.db_table] = await _dump_table(model, out, progress)
-    return written
+    async with _snapshot():
+        applied = await _applied(settings)
+        present = await introspect.existing_tables()
+        tables = [m for m in introspect.dependency_order(models) if m._meta.db_table in present]
+        if not tables:
+            raise DataLayerError("the database has none of the loaded models' tables; nothing to back up "
+                                 "(wrong DATABASE_URL, or run `datalayer upgrade` first)")
+        counts = {m._meta.db_table: await introspect.count_rows(m._meta.db_table) for m in tables}
+        with writing_backup(path, list(counts)) as out:
+            out.header({"schema": schema_of(applied), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                        "tables": counts})
+            for model in tables:
+                await _dump_table(model, out, progress)
+        return out.counts
 
 
-async def _dump_table(model: type[Model], out: IO[str], progress: Progress | None) -> int:
+@asynccontextmanager
+async def _snapshot() -> AsyncIterator[None]:
+    """One read-only transaction whose reads all see the same committed state."""
+    async with transaction() as connection:
+        if introspect.dialect_of(connection) == "postgres":
+            with translated("backup"):
+                await connection.execute_script("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+async def _dump_table(model: type[Model], out: BackupWriter, progress: Progress | None) -> None:
     table, pk, names = model._meta.db_table, model._meta.pk_attr, _columns(model)
-    last, total = None, 0
+    last = None
     while True:
         query = introspect.every_row(model).order_by(pk).limit(BATCH)
         if last is not None:
@@ -113,35 +137,12 @@ async def _dump_table(model: type[Model], out: IO[str], progress: Progress | Non
         with translated(model.__name__):
             rows = await query.values(*names)
         for row in rows:
-            out.write(json.dumps({"table": table, "row": {k: _encode(v) for k, v in row.items()}}) + "\n")
-        total += len(rows)
+            out.row(table, {k: _encode(v) for k, v in row.items()})
         if progress and rows:
             progress(table, len(rows))
         if len(rows) < BATCH:
-            return total
+            return
         last = rows[-1][pk]
-
-
-def read_header(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as source:
-        try:
-            header = json.loads(source.readline())
-        except json.JSONDecodeError:
-            header = {}
-    if header.get("format") != FORMAT:
-        raise ValidationError({"file": f"{path} is not a datalayer backup (no header line)"})
-    return header
-
-
-def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as source:
-        source.readline()
-        for number, line in enumerate(source, start=2):
-            try:
-                item = json.loads(line)
-                yield item["table"], item["row"]
-            except (json.JSONDecodeError, KeyError):
-                raise ValidationError({"file": f"line {number} of {path.name} is not a backup row"}) from None
 
 
 @contextmanager
@@ -174,40 +175,61 @@ def _instance(model: type[Model], row: dict[str, Any]) -> Model:
 
 async def restore(path: Path, models: list[type[Model]], settings: Any, *, replace: bool = False,
                   progress: Progress | None = None) -> dict[str, int]:
-    """Load a backup in one transaction. Refuses a newer schema, and non-empty tables unless ``replace``."""
-    header = read_header(path)
-    by_table = {m._meta.db_table: m for m in models}
-    unknown = [t for t in header.get("tables", {}) if t not in by_table]
-    if unknown:
-        raise DataLayerError(f"the backup has tables this code does not know: {', '.join(unknown)}; load the app "
-                             "that owns them (--models, DATALAYER_MODELS or --apps)")
-    newer = newer_parts(header.get("schema"), schema_of(await _applied(settings)))
-    if newer:
-        raise DataLayerError(f"the backup is from a newer schema ({', '.join(newer)}) than the database; "
-                             "run `datalayer upgrade` first")
-    ordered = [m for m in introspect.dependency_order(models) if m._meta.db_table in header.get("tables", {})]
-    restored: dict[str, int] = {}
-    with _stored_as_given(ordered):
-        async with transaction():
-            for model in reversed(ordered):
-                table = model._meta.db_table
-                if await introspect.count_rows(table):
-                    if not replace:
-                        raise DataLayerError(f"table {table} is not empty; restore into an empty database "
-                                             "(`datalayer reset --env none`) or pass --replace")
-                    with translated(model.__name__):
-                        await introspect.every_row(model).delete()
-            batch: list[Model] = []
-            batch_table: Any = None  # the table of the rows in batch (None before the first)
-            for table, row in _rows(path):
-                if table != batch_table or len(batch) >= BATCH:
-                    await _insert(by_table.get(batch_table), batch, restored, progress)
-                    batch, batch_table = [], table
-                if table not in by_table:
-                    raise DataLayerError(f"the backup has rows for unknown table {table}")
-                batch.append(_instance(by_table[table], row))
-            await _insert(by_table.get(batch_table), batch, restored, progress)
+    """Load a backup in one transaction; returns rows restored per table.
+
+    The whole file is checked first (trailer, row counts, sha256): a file cut short, edited or from an older
+    datalayer is refused before the database is touched. ``replace`` empties the backup's tables first, unless
+    a table outside the backup has rows referring to them (those rows would be deleted or changed with them).
+
+    Raises:
+        BackupIntegrityError: the file is not a complete, unaltered backup of this format (a ValidationError).
+        DataLayerError: tables this code does not know; a newer schema than the database's; a non-empty table
+            without ``replace``; with ``replace``, a table outside the backup refers to one it replaces.
+    """
+    with open_backup(path) as backup_file:
+        by_table = {m._meta.db_table: m for m in models}
+        unknown = [t for t in backup_file.tables if t not in by_table]
+        if unknown:
+            raise DataLayerError(f"the backup has tables this code does not know: {', '.join(unknown)}; load the "
+                                 "app that owns them (--models, DATALAYER_MODELS or --apps)")
+        newer = newer_parts(backup_file.header.get("schema"), schema_of(await _applied(settings)))
+        if newer:
+            raise DataLayerError(f"the backup is from a newer schema ({', '.join(newer)}) than the database; "
+                                 "run `datalayer upgrade` first")
+        ordered = [m for m in introspect.dependency_order(models) if m._meta.db_table in backup_file.tables]
+        restored: dict[str, int] = {}
+        with _stored_as_given(ordered):
+            async with transaction():
+                await _make_room(ordered, replace)
+                batch: list[Model] = []
+                batch_table: str | None = None  # the table of the rows in batch (None before the first)
+                for table, row in backup_file.rows():
+                    if table != batch_table or len(batch) >= BATCH:
+                        await _insert(by_table.get(batch_table or ""), batch, restored, progress)
+                        batch, batch_table = [], table
+                    batch.append(_instance(by_table[table], row))
+                await _insert(by_table.get(batch_table or ""), batch, restored, progress)
     return restored
+
+
+async def _make_room(ordered: list[type[Model]], replace: bool) -> None:
+    """Refuse non-empty tables (without ``replace``) or rows outside the backup referring to them; then empty
+    them, children first. Runs inside the restore's transaction, before its first write."""
+    filled = [m for m in reversed(ordered) if await introspect.count_rows(m._meta.db_table)]
+    if not filled:
+        return
+    if not replace:
+        raise DataLayerError(f"table {filled[0]._meta.db_table} is not empty; restore into an empty database "
+                             "(`datalayer reset --env none`) or pass --replace")
+    outside = await referencing_rows({m._meta.db_table for m in ordered})
+    if outside:
+        named = ", ".join(f"{r.table} (its {r.column} refers to {r.target})" for r in outside)
+        raise DataLayerError(f"restore --replace would delete or change rows of tables the backup does not hold: "
+                             f"{named}; empty those first, take the backup with the app that owns them loaded, "
+                             "or restore into an empty database")
+    for model in filled:
+        with translated(model.__name__):
+            await introspect.every_row(model).delete()
 
 
 async def _insert(model: type[Model] | None, batch: list[Model], restored: dict[str, int],
