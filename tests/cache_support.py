@@ -65,10 +65,15 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """A throwaway ``redis-server`` on a loopback port, to kill, pause and restart for real."""
+    """A throwaway ``redis-server`` on a loopback port, to kill, pause and restart for real.
 
-    def __init__(self) -> None:
+    With ``appendonly``, it persists to an AOF in ``folder``, so a restart on the same port restores its data.
+    """
+
+    def __init__(self, *, appendonly: bool = False, folder: str | None = None) -> None:
         self.port = free_port()
+        self.appendonly = appendonly
+        self.folder = folder
         self.process: subprocess.Popen[bytes] | None = None
         binary = shutil.which("redis-server")
         if binary is None:
@@ -80,8 +85,11 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        persistence = ["--appendonly", "yes" if self.appendonly else "no"]
+        if self.folder is not None:
+            persistence += ["--dir", self.folder]
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--daemonize", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -18,6 +18,11 @@ class CacheBackend(ABC):
     """Raw key/value storage. Keys arrive already namespaced; values arrive already serialised."""
 
     name: str = "backend"
+    #: whether other processes read and write the same data (then the ``Cache`` keeps a durable epoch)
+    shared: bool = False
+    #: how many runs of the server this backend has connected to (a restart or a failover is a new run, whose
+    #: data may predate writes this process heard of); stays 0 for backends that cannot lose or restore data
+    runs: int = 0
 
     @abstractmethod
     async def get(self, key: str) -> str | None:

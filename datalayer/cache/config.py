@@ -43,6 +43,11 @@ class CacheSettings(BaseSettings):
     )
     near_ttl: float = Field(default=60.0, gt=0, description="longest a row stays in process (seconds)")
     near_heartbeat_ms: float = Field(default=500.0, gt=0, description="how often a quiet invalidation link is checked")
+    epoch_check_ms: float = Field(
+        default=1_000.0, gt=0,
+        description="how often the namespace epoch is re-read from the database in the background (with Redis): "
+                    "the longest a row written by a process cut off from Redis is served stale elsewhere",
+    )
 
     @property
     def model_names(self) -> frozenset[str]:
@@ -78,4 +83,5 @@ def build_cache(settings: Settings, cache_settings: CacheSettings | None = None)
         read_through_models=options.model_names,
         row_ttl=options.row_ttl,
         tracking=tracking,
+        epoch_check=options.epoch_check_ms / 1000,
     )

@@ -1,7 +1,9 @@
 """Redis through ``redis.asyncio``: one pooled client, a hard per-call timeout and a circuit breaker.
 
 A call that fails, times out or meets an open circuit raises ``BackendUnavailable`` within ``timeout_s``;
-connection errors never surface as redis exceptions. The pool reconnects by itself once Redis is back.
+connection errors never surface as redis exceptions. The pool reconnects by itself once Redis is back; each new
+connection asks the server for its ``run_id`` and counts a run it had not seen (``runs``), so the cache knows
+when its answers may come from a restarted or failed-over Redis (see ``epoch``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from datalayer.cache.backend import BackendUnavailable, CacheBackend
 from datalayer.cache.circuit import CircuitBreaker
@@ -37,10 +40,20 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
+def _run_id(info: object) -> str | None:
+    """The ``run_id`` line of an ``INFO server`` answer (None if absent)."""
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line[len("run_id:"):].strip() or None
+    return None
+
+
 class RedisBackend(CacheBackend):
     """A Redis server (``redis://``, ``rediss://`` or ``unix://``) as cache storage."""
 
     name = "redis"
+    shared = True
 
     def __init__(
         self,
@@ -52,6 +65,8 @@ class RedisBackend(CacheBackend):
     ) -> None:
         self.timeout_s = timeout_s
         self.breaker = breaker or CircuitBreaker()
+        self.run_id: str | None = None
+        self.runs = 0
         self._pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -60,11 +75,26 @@ class RedisBackend(CacheBackend):
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
+            redis_connect_func=self._connected,
         )
         # Any: redis-py's types do not follow decode_responses=True (every value read here is a str)
         self._client: Any = Redis(connection_pool=self._pool)
         self._release = self._client.register_script(_RELEASE_LOCK)
         self._was_open = False
+
+    async def _connected(self, connection: AbstractConnection) -> None:
+        """Set up a new connection as redis-py does, then note which run of the server it reached."""
+        await connection.on_connect()
+        try:
+            await connection.send_command("INFO", "server", check_health=False)
+            run_id = _run_id(await connection.read_response())
+        except ResponseError:  # INFO refused (renamed on some managed servers): every connection may be a new run
+            run_id = None
+        if run_id is None or run_id != self.run_id:
+            if self.run_id is not None:
+                log.warning("Redis restarted or failed over (new run id): cached answers are checked again")
+            self.run_id = run_id
+            self.runs += 1
 
     async def _run(self, call: Callable[[], Awaitable[T]]) -> T:
         if not self.breaker.allow():

@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import enum
 import json
+import math
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -25,7 +26,7 @@ def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if math.isnan(value) or math.isinf(value):
             return {_TAG: "float", "v": repr(value)}
         return value
     if isinstance(value, dict):

@@ -7,7 +7,8 @@ the listener drops it from the near cache; a ``FLUSHDB`` clears it whole.
 
 The near cache is live only while this link is known to work. A heartbeat PING checks the link whenever it is
 quiet; no answer within two heartbeats, a dropped connection, or a failed call elsewhere in the cache takes
-it offline (and empty) until the listener hears from Redis again.
+it offline (and empty) until the listener hears from Redis again. When the namespace moves to a new epoch
+(``epoch``), its row keys get a new prefix: ``retarget`` takes the near cache offline until the link tracks it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ CHANNEL = "__redis__:invalidate"
 
 class LinkStalled(Exception):
     """Redis did not answer the listener's heartbeat."""
+
+
+class Retargeted(Exception):
+    """The prefix to track changed: listen again on a new link."""
 
 
 class InvalidationListener:
@@ -60,11 +65,20 @@ class InvalidationListener:
         self.near.set_live(False)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="datalayer-near-cache")
 
+    def retarget(self, prefix: str) -> None:
+        """Track ``prefix`` instead: the near cache empties and stays unused until the link tracks it (within a
+        heartbeat)."""
+        if prefix != self.prefix:
+            self.prefix = prefix
+            self.near.set_live(False)
+
     async def _run(self) -> None:
         backoff = 0.1
         while True:
             try:
                 await self._listen()
+            except Retargeted:
+                backoff = 0.0
             except (RedisError, OSError, LinkStalled) as exc:
                 if self.near.live:
                     log.warning("near cache offline, invalidation link lost: %s", exc)
@@ -77,24 +91,29 @@ class InvalidationListener:
                 self.near.set_live(False)
                 await self._disconnect()
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(max(backoff * 2, 0.1), 5.0)
 
     async def _listen(self) -> None:
+        prefix = self.prefix
         connection = self._connection = self._factory.make_connection()
         await connection.connect()
         await connection.send_command("CLIENT", "ID")
         client_id = await connection.read_response()
         await connection.send_command(
-            "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self.prefix
+            "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", prefix
         )
         await connection.read_response()
         await connection.send_command("SUBSCRIBE", CHANNEL)
         await connection.read_response()
+        if prefix != self.prefix:
+            raise Retargeted
         self.near.set_live(True)
-        log.debug("near cache live, tracking %s*", self.prefix)
+        log.debug("near cache live, tracking %s*", prefix)
         pinged = False
         while True:
             message = await connection.read_response(timeout=self.heartbeat_s)
+            if prefix != self.prefix:
+                raise Retargeted
             if message is None:  # quiet: prove the link still works
                 if pinged:
                     raise LinkStalled(f"no answer to PING within {self.heartbeat_s * 1000:.0f} ms")
