@@ -49,6 +49,7 @@ from datalayer.errors import (
 )
 from datalayer.health import CheckResult, HealthMonitor, HealthReport
 from datalayer.health.context_api import DataLayerStats
+from datalayer.maintenance import MaintenanceReport, maintain
 from datalayer.managers import Chunk, ModelManager, Page
 from datalayer.mixins import AuditMixin, SoftDeleteManager, SoftDeleteMixin, TimestampMixin
 from datalayer.ml.managers import MLModelManager, ModelUsageManager, StoredModelManager
@@ -56,6 +57,7 @@ from datalayer.ml.models import EndpointConfig, MLModel, ModelUsage, StoredModel
 from datalayer.models import AuditedModel, DataModel, RecordModel
 from datalayer.models.output import schema_out, to_schema
 from datalayer.monitoring import PoolStats, QueryStats, SlowQuery
+from datalayer.partitions import PartitionReport, describe_partitions, ensure_partitions
 from datalayer.schema import LiveUnique
 from datalayer.security import (
     hash_password,
@@ -124,6 +126,12 @@ __all__ = [
     "to_schema",
     "transaction",
     "transactional",
+    # partitioned logs (PostgreSQL)
+    "MaintenanceReport",
+    "PartitionReport",
+    "describe_partitions",
+    "ensure_partitions",
+    "maintain",
     # domain schema
     "ApiKeyManager",
     "CharacterManager",

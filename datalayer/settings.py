@@ -53,6 +53,7 @@ _SECRET_FIELDS = {"database_url", "db_password", "redis_url", "redis_password", 
 #: the expected form, where the type and bounds alone would not say it well
 _FORMS = {
     "environment": "development, test or production",
+    "log_partition_interval": "day, week or month",
     "pool_recycle_s": "a number of seconds >= 0, or -1 for never",
     "database_url": "postgres://user:password@host:5432/db or sqlite:///path",
     "test_database_url": "postgres://user:password@host:5432/db or sqlite:///path",
@@ -179,6 +180,11 @@ class Settings(BaseSettings):
     """
     db_health_latency_ms: float = Field(default=250.0, gt=0, validation_alias="DB_HEALTH_LATENCY_MS")
     """A health ping slower than this makes the report ``degraded``."""
+    log_partition_interval: Literal["day", "week", "month"] = Field(default="day",
+                                                                    validation_alias="LOG_PARTITION_INTERVAL")
+    """The span of each new ``system_logs`` partition (PostgreSQL; UTC, weeks from Monday)."""
+    log_partitions_ahead: int = Field(default=7, ge=0, le=366, validation_alias="LOG_PARTITIONS_AHEAD")
+    """How many intervals after the current one ``datalayer maintain`` keeps partitions ready for."""
 
     # SQLAlchemy-style names, in SECONDS as the seed documents state them ("Timeout: 30 seconds",
     # "Recycle: 1 hour" for POOL_TIMEOUT=30, POOL_RECYCLE=3600); they fill the _ms fields above unless

@@ -164,8 +164,9 @@ async def build_with_the_old_history(url: str) -> None:
 
 async def every_row(url: str) -> dict[str, list[tuple]]:
     """Every row of every table but aerich's, sorted."""
-    if url.startswith("postgres"):
-        tables = [r[0] for r in await query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    if url.startswith("postgres"):  # a partitioned table's rows are read through it, not its partitions
+        tables = [r[0] for r in await query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                                 "AND tablename NOT IN (SELECT relname FROM pg_class WHERE relispartition)")]
     else:
         tables = [r[0] for r in await query(url, "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
     return {t: sorted(map(str, await query(url, f'SELECT * FROM "{t}"'))) for t in tables if t != "aerich"}

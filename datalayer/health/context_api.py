@@ -42,8 +42,14 @@ class ObservabilityMixin:
     @property
     def health_monitor(self) -> HealthMonitor:
         if self._health_monitor is None:
-            self._health_monitor = HealthMonitor(self.health)
+            self._health_monitor = HealthMonitor(self.health, upkeep=self._upkeep)
         return self._health_monitor
+
+    async def _upkeep(self) -> None:
+        """The monitor's hourly upkeep: the log partitions due (``datalayer.maintenance.maintain``)."""
+        from datalayer.maintenance import maintain  # lazy: maintenance sits above the context
+
+        await maintain(cast("DataContext", self).settings)
 
     @property
     def last_health(self) -> HealthReport | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from datalayer.health.report import HealthReport, Status
@@ -16,11 +17,24 @@ log = logging.getLogger("datalayer.health")
 HealthCallback = Callable[[HealthReport, "Status | None"], object]
 
 
-class HealthMonitor:
-    """Runs ``check`` periodically in one background task; ``stop()`` cancels it, ``aclose()`` waits too."""
+#: seconds between two runs of the monitor's ``upkeep`` (creating log partitions ahead of time)
+UPKEEP_INTERVAL_S = 3600.0
 
-    def __init__(self, check: Callable[[], Awaitable[HealthReport]]) -> None:
+
+class HealthMonitor:
+    """Runs ``check`` periodically in one background task; ``stop()`` cancels it, ``aclose()`` waits too.
+
+    ``upkeep`` (optional) runs in the same task after the first check (its report is not held up) and then
+    at most every ``upkeep_interval`` seconds; a failing upkeep is logged and never stops the monitor.
+    """
+
+    def __init__(self, check: Callable[[], Awaitable[HealthReport]],
+                 upkeep: Callable[[], Awaitable[object]] | None = None,
+                 upkeep_interval: float = UPKEEP_INTERVAL_S) -> None:
         self._check = check
+        self._upkeep = upkeep
+        self._upkeep_interval = upkeep_interval
+        self._upkeep_due = 0.0
         self._callbacks: list[HealthCallback] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
@@ -76,7 +90,17 @@ class HealthMonitor:
                 self.last_report = report
                 if report.status != previous:
                     await self._notify(report, previous)
+            await self._run_upkeep()
             await asyncio.sleep(interval)
+
+    async def _run_upkeep(self) -> None:
+        if self._upkeep is None or time.monotonic() < self._upkeep_due:
+            return
+        self._upkeep_due = time.monotonic() + self._upkeep_interval
+        try:
+            await self._upkeep()
+        except Exception:  # upkeep is best effort; the next run tries again
+            log.exception("background upkeep failed")
 
     async def _notify(self, report: HealthReport, previous: Status | None) -> None:
         log.log(logging.INFO if report.status == "healthy" else logging.WARNING,
