@@ -18,6 +18,7 @@ from datalayer.agent.managers import (
 from datalayer.agent.models import CodeFile, Configuration, ParsedRequest, ProjectAnalysis, Task, TaskStatus
 from datalayer.analysis.managers import SystemLogManager
 from datalayer.analysis.models import AnalysisFile, DataAnalysis, LogLevel, SystemLog, ToolGeneration
+from datalayer.backends.replicas import primary_only
 from datalayer.backup_file import BackupIntegrityError
 from datalayer.characters.managers import CharacterManager, CharacterTemplateManager, QuotaExceededError
 from datalayer.characters.models import Character, CharacterTemplate, GenerationStatus, StyleType
@@ -70,6 +71,15 @@ from datalayer.security import (
 )
 from datalayer.settings import Settings
 from datalayer.transactions import TransactionBlock, on_commit, transaction, transactional
+from datalayer.tunnel import (
+    SSHTunnel,
+    TunnelConfig,
+    TunnelStats,
+    close_tunnel,
+    open_tunnel,
+    reset_tunnel,
+    shared_tunnel,
+)
 
 __version__ = "0.1.0"
 
@@ -82,6 +92,7 @@ __all__ = [
     "AuditLogManager",
     "AuditMixin",
     "AuditedModel",
+    "BackupIntegrityError",
     "CheckResult",
     "Chunk",
     "ConcurrencyError",
@@ -92,7 +103,6 @@ __all__ = [
     "DataLayerError",
     "DataLayerStats",
     "DataModel",
-    "BackupIntegrityError",
     "CacheUnavailableError",
     "DatabaseUnavailableError",
     "HealthMonitor",
@@ -105,6 +115,7 @@ __all__ = [
     "PoolStats",
     "QueryStats",
     "RecordModel",
+    "SSHTunnel",
     "Settings",
     "SlowQuery",
     "SoftDeleteManager",
@@ -114,15 +125,22 @@ __all__ = [
     "TransactionBlock",
     "TransactionClosedError",
     "TransactionScope",
+    "TunnelConfig",
+    "TunnelStats",
     "ValidationError",
     "acting_as",
     "close_context",
+    "close_tunnel",
     "connection_events",
     "correlation",
     "current_actor",
     "get_context",
     "on_commit",
+    "open_tunnel",
+    "primary_only",
+    "reset_tunnel",
     "schema_out",
+    "shared_tunnel",
     "to_schema",
     "transaction",
     "transactional",

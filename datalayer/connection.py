@@ -25,7 +25,11 @@ from datalayer.settings import Settings
 
 log = logging.getLogger("datalayer.connection")
 
-EventKind = Literal["connected", "retrying", "gave_up", "closed"]
+EventKind = Literal["connected", "retrying", "gave_up", "closed",
+                    # the SSH tunnel (datalayer.tunnel); ``target`` is then ssh://user@host:port
+                    "tunnel_connected", "tunnel_disconnected", "tunnel_reconnecting", "tunnel_reconnected",
+                    "tunnel_gave_up", "tunnel_closed"]
+_WARNINGS = {"retrying", "gave_up", "tunnel_disconnected", "tunnel_reconnecting", "tunnel_gave_up"}
 _PERMANENT = (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError)
 
 
@@ -51,7 +55,7 @@ class ConnectionEvents:
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
     def emit(self, event: ConnectionEvent) -> None:
-        level = logging.WARNING if event.kind in ("retrying", "gave_up") else logging.INFO
+        level = logging.WARNING if event.kind in _WARNINGS else logging.INFO
         log.log(level, "database %s", event.kind, extra={"event": event.kind, "target": event.target,
                                                            "attempt": event.attempt, "delay": event.delay,
                                                            "error": event.error})

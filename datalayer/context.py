@@ -25,6 +25,7 @@ from datalayer.project import Project, load_project
 from datalayer.raw import execute_raw
 from datalayer.settings import DatabaseTarget, Settings
 from datalayer.transactions import TransactionBlock, on_commit, transactional
+from datalayer.tunnel import close_tunnel, open_tunnel
 
 if TYPE_CHECKING:  # the packs' managers, for the checker only: importing them registers them
     from datalayer.agent.managers import (
@@ -252,7 +253,22 @@ _current: DataContext | None = None
 _opening: asyncio.Task[DataContext] | None = None
 
 
+async def _nothing() -> None:
+    """A close step with nothing to close."""
+
+
 async def _open(settings: Settings, project: Project, generate_schemas: bool, migrate: bool) -> DataContext:
+    """With SSH_HOST set, the tunnel first: ``settings`` then point at its local end (pool and migrations)."""
+    tunnelled = await open_tunnel(settings) is not None
+    try:
+        return await _open_database(settings, project, generate_schemas, migrate)
+    except BaseException:
+        if tunnelled:
+            await close_tunnel()
+        raise
+
+
+async def _open_database(settings: Settings, project: Project, generate_schemas: bool, migrate: bool) -> DataContext:
     if migrate:
         from datalayer.migrations import upgrade  # lazy: only apps that migrate at start load aerich
 
@@ -305,7 +321,8 @@ async def get_context(
         migrate: apply every loaded app's pending migrations first (``datalayer.migrations.upgrade``).
     Raises:
         ConfigurationError: a context with other settings, models or apps is open; an unknown pack.
-        DatabaseUnavailableError: the database did not answer after the configured retries.
+        DatabaseUnavailableError: the database (or, with ``SSH_HOST`` set, the SSH server: its tunnel opens
+            first, see ``datalayer.tunnel``) did not answer after the configured retries.
     """
     global _current, _opening
     if _current is not None and not _current.closed:
@@ -331,7 +348,8 @@ async def get_context(
 
 
 async def close_context() -> None:
-    """Close the health monitor, the cache and every database connection; a later ``get_context()`` opens again.
+    """Close the health monitor, the cache, every database connection, then the SSH tunnel (``SSH_HOST``);
+    a later ``get_context()`` opens again.
 
     Each step runs even if an earlier one failed, so the pool is always closed.
 
@@ -345,7 +363,8 @@ async def close_context() -> None:
     context.closed = True
     failed: list[str] = []
     for step, close in (("health monitor", context._close_monitoring), ("cache", context.cache.close),
-                        ("database", lambda: close_database(context.settings))):
+                        ("database", lambda: close_database(context.settings)),
+                        ("SSH tunnel", close_tunnel if context.settings.ssh_host else _nothing)):
         try:
             await close()
         except Exception as exc:

@@ -37,7 +37,7 @@ Environment = Literal["development", "test", "production"]
 DEFAULT_SQLITE_PATH = "datalayer.sqlite3"
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "asyncpg", "postgresql+asyncpg"}
 _SSL_OFF = {"disable", "false", "0", "no", "off", "allow", "prefer"}
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 #: Docker and Kubernetes service links set e.g. POSTGRES_PORT=tcp://10.0.0.7:5432 for a service "postgres"
 _LINK_PORT = re.compile(r"^\s*tcp://[^/]*:(\d+)/?\s*$")
 #: only honoured when DATALAYER_ENV=test; dropped unvalidated otherwise
@@ -49,7 +49,8 @@ _TEST_PARTS = {"test_db_host": "db_host", "test_db_port": "db_port", "test_db_na
 _DATABASE_FIELDS = ("database_url", "db_host", "db_port", "db_name", "db_user", "db_password")
 #: fields whose value is never shown in an error (a password, or a URL that may hold one)
 _SECRET_FIELDS = {"database_url", "db_password", "redis_url", "redis_password", "test_database_url",
-                  "test_db_password", "key_wrapping_secret"}
+                  "test_db_password", "key_wrapping_secret", "database_replica_urls", "ssh_key_passphrase",
+                  "ssh_password"}
 #: the expected form, where the type and bounds alone would not say it well
 _FORMS = {
     "environment": "development, test or production",
@@ -57,12 +58,22 @@ _FORMS = {
     "pool_recycle_s": "a number of seconds >= 0, or -1 for never",
     "database_url": "postgres://user:password@host:5432/db or sqlite:///path",
     "test_database_url": "postgres://user:password@host:5432/db or sqlite:///path",
-    "redis_url": "redis://:password@host:6379/0 (or rediss://, unix://)",
+    "redis_url": "redis://:password@host:6379/0 (or rediss://, unix://, "
+                 "redis+sentinel://:password@sentinel:26379[,sentinel2:26379]/master_name/0)",
+    "database_replica_urls": "postgres://user:password@replica1:5432/db,postgres://...@replica2:5432/db",
 }
+#: libpq's and asyncpg's target_session_attrs values
+_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+#: a comma that starts another URL (a comma inside a URL separates the hosts of a multi-host target)
+_NEXT_URL = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
 class DatabaseTarget:
-    """Where the layer connects, parsed once from the settings. Its ``str`` never shows the password."""
+    """Where the layer connects, parsed once from the settings. Its ``str`` never shows the password.
+
+    ``host``/``port`` are the first (or only) server; ``hosts`` lists every ``(host, port)`` of a multi-host
+    target (``postgres://h1:5432,h2:5433/db``), tried in order by asyncpg as libpq does.
+    """
 
     def __init__(
         self,
@@ -75,10 +86,12 @@ class DatabaseTarget:
         password: SecretStr | None = None,
         ssl: str | None = None,
         options: dict[str, str] | None = None,
+        hosts: list[tuple[str, int]] | None = None,
     ) -> None:
         self.engine = engine
-        self.host = host
-        self.port = port
+        self.hosts = hosts or ([(host, port or 5432)] if host else [])
+        self.host = self.hosts[0][0] if self.hosts else host
+        self.port = self.hosts[0][1] if self.hosts else port
         self.database = database
         self.user = user
         self.password = password
@@ -89,12 +102,22 @@ class DatabaseTarget:
     def is_postgres(self) -> bool:
         return self.engine == "postgres"
 
+    def address(self) -> dict[str, Any]:
+        """asyncpg's ``host``/``port`` (lists for a multi-host target) and ``target_session_attrs`` if set."""
+        found: dict[str, Any] = {"host": self.host, "port": self.port}
+        if len(self.hosts) > 1:
+            found = {"host": [host for host, _ in self.hosts], "port": [port for _, port in self.hosts]}
+        if "target_session_attrs" in self.options:
+            found["target_session_attrs"] = self.options["target_session_attrs"]
+        return found
+
     def describe(self) -> str:
         """A human description for errors and status output: no password, ever."""
         if not self.is_postgres:
             return f"sqlite://{self.database}"  # the URL form it came from: sqlite:///abs, sqlite://rel
         auth = f"{self.user}:***@" if self.password else (f"{self.user}@" if self.user else "")
-        return f"postgres://{auth}{self.host}:{self.port}/{self.database}"
+        servers = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.hosts) or f"{self.host}:{self.port}"
+        return f"postgres://{auth}{servers}/{self.database}"
 
     def __repr__(self) -> str:
         return f"DatabaseTarget({self.describe()!r})"
@@ -165,6 +188,16 @@ class Settings(BaseSettings):
     """Milliseconds after a statement's first failure past which no retry starts."""
     db_statement_retry_delay_ms: int = Field(default=50, ge=0, validation_alias="DB_STATEMENT_RETRY_DELAY_MS")
     """Milliseconds: the base of the retries' exponential backoff (the first retry is immediate)."""
+    database_replica_urls: SecretStr | None = Field(default=None, validation_alias="DATABASE_REPLICA_URLS")
+    """Comma-separated ``postgres://`` URLs of streaming read replicas: reads outside a transaction go to a
+    healthy one (``datalayer.backends.replicas``)."""
+    db_replica_max_lag_ms: int = Field(default=1_000, ge=0, validation_alias="DB_REPLICA_MAX_LAG_MS")
+    """Milliseconds a replica may be behind the primary and still serve reads."""
+    db_replica_check_interval_ms: int = Field(default=500, ge=10, validation_alias="DB_REPLICA_CHECK_INTERVAL_MS")
+    """Milliseconds between two measures of every replica's lag and state."""
+    db_pgbouncer: bool = Field(default=False, validation_alias="DB_PGBOUNCER")
+    """Connect through PgBouncer in transaction pooling mode: no server-side named prepared statements
+    (asyncpg's ``statement_cache_size=0``, also set by that URL option)."""
     db_slow_query_ms: float = Field(default=200.0, ge=0, validation_alias="DB_SLOW_QUERY_MS")
     db_logging: bool = Field(default=False, validation_alias="DB_LOGGING")
     db_pool_timeout_ms: int = Field(
@@ -215,6 +248,33 @@ class Settings(BaseSettings):
     test_db_name: str | None = Field(default=None, validation_alias="TEST_POSTGRES_DB")
     test_db_user: str | None = Field(default=None, validation_alias="TEST_POSTGRES_USER")
     test_db_password: SecretStr | None = Field(default=None, validation_alias="TEST_POSTGRES_PASSWORD")
+
+    # An SSH tunnel to PostgreSQL (``datalayer.tunnel``, the ``ssh`` extra): with SSH_HOST set, get_context()
+    # opens it first and the pool connects through its local end. Key-based authentication only.
+    ssh_host: str | None = Field(default=None, validation_alias="SSH_HOST")
+    ssh_port: int = Field(default=22, ge=1, le=65535, validation_alias="SSH_PORT")
+    ssh_user: str | None = Field(default=None, validation_alias=AliasChoices("SSH_USER", "SSH_USERNAME"))
+    ssh_key_path: str | None = Field(default=None, validation_alias="SSH_KEY_PATH")
+    ssh_key_passphrase: SecretStr | None = Field(default=None, validation_alias="SSH_KEY_PASSPHRASE")
+    ssh_password: SecretStr | None = Field(default=None, validation_alias="SSH_PASSWORD")
+    """Never used: set with SSH_HOST, opening the tunnel raises ``ConfigurationError`` (keys only)."""
+    ssh_known_hosts: str = Field(default="~/.ssh/known_hosts", validation_alias="SSH_KNOWN_HOSTS")
+    ssh_strict_host_key_checking: bool = Field(default=True, validation_alias="SSH_STRICT_HOST_KEY_CHECKING")
+    """Check the server's host key against SSH_KNOWN_HOSTS; ``false`` is for development only."""
+    ssh_max_retries: int = Field(default=3, ge=0, le=1000, validation_alias="SSH_MAX_RETRIES")
+    ssh_retry_delay_ms: int = Field(default=1_000, ge=0,
+                                    validation_alias=AliasChoices("SSH_RETRY_DELAY", "SSH_RETRY_DELAY_MS"))
+    ssh_health_check_interval_ms: int = Field(
+        default=30_000, gt=0, validation_alias=AliasChoices("SSH_HEALTH_CHECK_INTERVAL", "SSH_HEALTH_CHECK_INTERVAL_MS")
+    )
+    ssh_connect_timeout_ms: int = Field(default=10_000, gt=0,
+                                        validation_alias=AliasChoices("SSH_CONNECT_TIMEOUT", "SSH_CONNECT_TIMEOUT_MS"))
+    ssh_remote_db_host: str | None = Field(default=None, validation_alias="SSH_REMOTE_DB_HOST")
+    """The database's host as the SSH server sees it; default the database's own host (127.0.0.1 unless set)."""
+    ssh_remote_db_port: int | None = Field(default=None, ge=1, le=65535, validation_alias="SSH_REMOTE_DB_PORT")
+    """Default: the database's port."""
+    ssh_local_port: int = Field(default=0, ge=0, le=65535, validation_alias="SSH_LOCAL_PORT")
+    """The tunnel's local port on 127.0.0.1; 0 picks a free one (kept across reconnects)."""
 
     _database_url_source: str = PrivateAttr(default="DATABASE_URL")
 
@@ -287,7 +347,7 @@ class Settings(BaseSettings):
             raise ValueError("only -1 may be negative")
         return value
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url", "database_replica_urls", mode="before")
     @classmethod
     def _empty_redis_url_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value  # REDIS_URL= in a .env file
@@ -328,6 +388,13 @@ class Settings(BaseSettings):
                 "(for SQLite in production set DATABASE_URL=sqlite:///path)"
             )
         return DatabaseTarget("sqlite", database=self.sqlite_path)
+
+    @cached_property
+    def replica_targets(self) -> list[DatabaseTarget]:
+        """The read replicas of ``DATABASE_REPLICA_URLS`` (``[]`` when unset); ``ConfigurationError`` if malformed."""
+        if self.database_replica_urls is None:
+            return []
+        return parse_replica_urls(self.database_replica_urls.get_secret_value())
 
     @property
     def is_production(self) -> bool:
@@ -477,8 +544,9 @@ def parse_database_url(url: str, *, source: str = "DATABASE_URL") -> DatabaseTar
         if not path:
             raise ConfigurationError(f"{source} sqlite:// needs a path, e.g. sqlite:///data/app.sqlite3")
         return DatabaseTarget("sqlite", database=path)
-    problem = None
+    problem, hosts = None, None
     try:
+        url, hosts = _first_host_only(url)
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
@@ -494,7 +562,7 @@ def parse_database_url(url: str, *, source: str = "DATABASE_URL") -> DatabaseTar
     database = unquote(parts.path.lstrip("/"))
     if not database or not parts.hostname:
         raise ConfigurationError(f"{source} must name a host and a database: postgres://user@host:5432/db")
-    options = dict(parse_qsl(parts.query))
+    options = _checked_options(dict(parse_qsl(parts.query)), source)
     ssl = options.pop("sslmode", None) or options.pop("ssl", None)
     ssl = None if ssl is None or ssl.lower() in _SSL_OFF else ("require" if ssl.lower() in {"true", "1", "on", "yes"} else ssl)
     return DatabaseTarget(
@@ -506,4 +574,44 @@ def parse_database_url(url: str, *, source: str = "DATABASE_URL") -> DatabaseTar
         password=SecretStr(unquote(parts.password)) if parts.password else None,
         ssl=ssl,
         options=options,
+        hosts=hosts,
     )
+
+
+def _first_host_only(url: str) -> tuple[str, list[tuple[str, int]] | None]:
+    """A multi-host URL (``postgres://u@h1:5432,[::1]:5433/db``) as the URL of its first host plus every
+    ``(host, port)``; other URLs unchanged with ``None``. Raises ``ValueError`` for a bad host or port."""
+    scheme, _, rest = url.partition("://")
+    authority = re.match(r"[^/?#]*", rest).group(0)  # type: ignore[union-attr]  # always matches
+    userinfo, at, servers = authority.rpartition("@")
+    if "," not in servers:
+        return url, None
+    hosts = []
+    for server in servers.split(","):
+        parts = urlsplit(f"//{server}")
+        if not parts.hostname:
+            raise ValueError("a host of the multi-host list is empty")
+        hosts.append((parts.hostname, parts.port or 5432))
+    first = servers.split(",")[0]
+    return f"{scheme}://{userinfo}{at}{first}{rest[len(authority):]}", hosts
+
+
+def _checked_options(options: dict[str, str], source: str) -> dict[str, str]:
+    """The URL's query options, those datalayer passes to asyncpg checked (``ConfigurationError`` naming them)."""
+    attrs = options.get("target_session_attrs")
+    if attrs is not None and attrs not in _SESSION_ATTRS:
+        raise ConfigurationError(f"{source} option target_session_attrs must be one of {', '.join(_SESSION_ATTRS)}, "
+                                 f"got {attrs!r}")
+    size = options.get("statement_cache_size")
+    if size is not None and not (size.isdigit() and int(size) <= 1_000_000):
+        raise ConfigurationError(f"{source} option statement_cache_size must be a whole number >= 0 (0 for "
+                                 f"PgBouncer's transaction pooling), got {size!r}")
+    return options
+
+
+def parse_replica_urls(text: str, *, source: str = "DATABASE_REPLICA_URLS") -> list[DatabaseTarget]:
+    """``postgres://...`` URLs separated by commas (a comma followed by a scheme starts the next URL)."""
+    targets = [parse_database_url(part.strip(), source=source) for part in _NEXT_URL.split(text.strip()) if part.strip()]
+    if any(not target.is_postgres for target in targets):
+        raise ConfigurationError(f"{source} lists PostgreSQL read replicas: postgres://user@replica:5432/db, ...")
+    return targets

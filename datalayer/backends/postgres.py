@@ -5,13 +5,18 @@ with ``PoolExhaustedError`` naming the pool size, both for single statements and
 A transaction always gives its connection back and restores the task's connection, whatever failed; a
 connection that cannot be cleaned is closed, never pooled dirty. Raw SQL (``run_raw``) resets the session
 it ran on before the connection is pooled again.
+
+A multi-host target (lists of hosts and ports, with ``target_session_attrs``) is handed to asyncpg whole: after
+a failover the lost connections expire the pool (``datalayer.backends.retry``) and new ones go to the host that
+now accepts the session. With read replicas configured, reads outside a transaction are routed to them
+(``datalayer.backends.replicas``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from time import perf_counter
+from time import monotonic, perf_counter
 from types import TracebackType
 from typing import Any
 
@@ -32,6 +37,7 @@ from datalayer.backends.instrumented import (
     monitoring_options,
     within,
 )
+from datalayer.backends.replicas import PRIMARY_POSITION, ReplicaSet, route_reads
 from datalayer.backends.retry import NotConnected, RetriedStatements, RetryPolicy
 from datalayer.errors import DatabaseUnavailableError, PoolExhaustedError
 from datalayer.monitoring import PoolStats
@@ -74,20 +80,52 @@ class InstrumentedPostgresClient(RetriedStatements, AsyncpgDBClient):
     """``AsyncpgDBClient`` plus statement timing (``monitor``), pool figures, an acquire deadline, and
     statements retried after a lost connection where that is safe (``datalayer.backends.retry``)."""
 
+    replicas: ReplicaSet | None = None
+
     def __init__(self, **kwargs: Any) -> None:
         self.acquire_timeout, self.monitor = monitoring_options(kwargs)
         self.retry_policy = RetryPolicy(*kwargs.pop("statement_retry", ()))
         self.reset_on_release = bool(kwargs.pop("reset_on_release", False))
-        super().__init__(**kwargs)
+        replicas, (max_lag_ms, interval_ms) = kwargs.pop("replicas", None), kwargs.pop("replica_checks", (0, 0))
+        host, port = kwargs.get("host"), kwargs.get("port", 5432)
+        super().__init__(**{**kwargs, "port": port[0] if isinstance(port, list) else port})
+        self.host, self.port = host, port  # lists for a multi-host target: asyncpg tries them in order
         self.log = ParametersHidden(self.log, {})  # type: ignore[assignment]  # transaction wrappers inherit it
         self.pool_waiting = 0
         self.pool_timeouts = 0
+        if replicas:
+            shared = {name: self.extra[name] for name in ("timeout", "command_timeout", "statement_cache_size",
+                                                           "max_inactive_connection_lifetime") if name in self.extra}
+            servers = [{**shared, **server, "max_size": self.pool_maxsize, "server_settings": self.server_settings,
+                        **({} if self.reset_on_release else {"reset": _keep_session})} for server in replicas]
+            self.replicas = ReplicaSet(servers, self._wal_position, max_lag_ms=max_lag_ms,
+                                       interval_s=interval_ms / 1000, timeout_s=self.acquire_timeout,
+                                       monitor=self.monitor)
+            route_reads(self, self.replicas)
 
     async def create_pool(self, **kwargs: Any) -> asyncpg.Pool:
         if not self.reset_on_release:
             # asyncpg's default release runs a reset query: one more round trip per statement
             kwargs["reset"] = _keep_session
         return await super().create_pool(**kwargs)
+
+    async def create_connection(self, with_db: bool) -> None:
+        await super().create_connection(with_db)
+        if with_db and self.replicas is not None:
+            await self.replicas.start()
+
+    async def _close(self) -> None:
+        try:
+            if self.replicas is not None:
+                await self.replicas.close()
+        finally:
+            await super()._close()
+
+    async def _wal_position(self) -> tuple[float, Any]:
+        """The primary's WAL insert position, and the monotonic time just before it was read."""
+        async with self.acquire_connection() as connection:
+            sampled_at = monotonic()
+            return sampled_at, await connection.fetchrow(PRIMARY_POSITION)
 
     def acquire_connection(self) -> PoolConnectionWrapper:
         return _PoolAcquire(self, self._pool_init_lock)
@@ -260,6 +298,8 @@ class _PooledTransaction(TransactionContextPooled):
                 await parent.give_back(client._connection, reset=client.session_touched)
             finally:
                 get_connections().reset(self.token)
+                if parent.replicas is not None:
+                    parent.replicas.wrote()
         if cancelled is not None:
             raise cancelled
 

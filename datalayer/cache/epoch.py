@@ -22,6 +22,12 @@ restored or hears later. The epoch's source of truth is one row of the database 
    off from it) moves to the new epoch within that interval. That interval is the only staleness left.
 5. A load stores its result under the epoch it began in, so a load that read the database before a write
    committed can only fill an epoch that write already abandoned.
+6. The epoch row records the Redis run it is used on: reading the epoch after Redis answered from another run
+   (a Sentinel failover to a replica that missed the last invalidations, a restart from an AOF or RDB older
+   than them) moves every process to a new epoch, once per change of run (``db_tier.enter_run``). Only a run
+   that just answered counts (a dead one is never recorded). An advance clears the record, and the next read
+   records the run again; an invalidation confirmed on a run this process has not recorded reads the epoch
+   once more, so no confirmed invalidation rests on a run the record does not name.
 
 Inside a transaction the epoch is read and advanced on the transaction's connection, and nothing starts in
 the background (a task started there would outlive its connection). The in-process backend needs none of this
@@ -83,8 +89,13 @@ class DatabaseEpochStore:
         self.tier = tier
         self.key = key
 
-    async def read(self) -> int:
-        return await self.tier.read_number(self.key)
+    async def read(self, run: str | None = None) -> int:
+        """The epoch, once used on Redis run ``run`` (rule 6: a run other than the recorded one moves it on)."""
+        epoch, recorded = await self.tier.read_record(self.key)
+        if run is None or run == recorded:
+            return epoch
+        moved = await self.tier.enter_run(self.key, run)
+        return epoch if moved is None else moved
 
     async def advance(self, floor: int) -> int:
         """One past the current epoch, and at least ``floor``; the new epoch."""
@@ -103,6 +114,7 @@ class NamespaceEpoch:
         check_interval_s: seconds between background re-reads (rule 4).
         runs: how many Redis runs the backend has met so far (``CacheBackend.runs``).
         on_change: called with the new epoch whenever it moves (never backwards).
+        run_id: the Redis run of the backend's last successful call (``None``: it failed since, or not Redis).
     """
 
     def __init__(
@@ -112,6 +124,7 @@ class NamespaceEpoch:
         check_interval_s: float,
         runs: Callable[[], int],
         on_change: Callable[[int], None],
+        run_id: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.store = store
         self.value = 0
@@ -120,6 +133,8 @@ class NamespaceEpoch:
         self.checked_at = float("-inf")
         self._failed_at = float("-inf")
         self._runs = runs
+        self._run_id = run_id
+        self._recorded_run: str | None = None  # the run this process checked against the row, at this epoch
         self._on_change = on_change
         self._doubts = 0
         self._confirmed: tuple[int, int] | None = None
@@ -129,16 +144,21 @@ class NamespaceEpoch:
 
     @property
     def trusted(self) -> bool:
-        """Whether a Redis answer under the current epoch can be served without reading the epoch again."""
-        return self.store is None or self._confirmed == (self._doubts, self._runs())
+        """Whether a Redis answer under the current epoch can be served without reading the epoch again (and,
+        from a run this process has not checked against the row, checking that: rule 6)."""
+        if self.store is None:
+            return True
+        run = self._run_id()
+        return self._confirmed == (self._doubts, self._runs()) and (run is None or run == self._recorded_run)
 
     def doubt(self) -> None:
         """A Redis call failed: this process may have missed an advance (rule 3)."""
         self._doubts += 1
 
-    async def refresh(self, asked: float | None = None) -> bool:
-        """Read the epoch (sharing a read that began after ``asked``, default now). False if it could not be
-        read, or the last attempt failed less than ``check_interval_s`` ago; never raises."""
+    async def refresh(self, asked: float | None = None, *, answered: bool = False) -> bool:
+        """Read the epoch (sharing a read that began after ``asked``, default now); with ``answered`` (Redis
+        just answered this process), check its run against the row too (``check_run``). False if it could not
+        be read, or the last attempt failed less than ``check_interval_s`` ago; never raises."""
         if self.store is None:
             return True
         if self._backing_off():
@@ -151,6 +171,28 @@ class NamespaceEpoch:
         except Exception as exc:  # noqa: BLE001 - the database is down or refused: the caller degrades
             self._failed("read", exc)
             return False
+        return await self.check_run() if answered else True
+
+    async def check_run(self) -> bool:
+        """Rule 6: when Redis last answered from a run this process has not checked against the epoch row,
+        record it there, moving every process to a new epoch if the row named another run. Call it only right
+        after a call Redis answered (a run that merely was seen may be gone). False if the database did not
+        answer; never raises."""
+        run = self._run_id()
+        if self.store is None or run is None or run == self._recorded_run:
+            return True
+        if self._backing_off():
+            return False
+        try:
+            epoch = await self.store.read(run)
+            if epoch < self.value:  # the row was deleted: put it back (unrecorded; the next call records it)
+                epoch = await self.store.raise_to(self.value)
+                run = None
+        except Exception as exc:  # noqa: BLE001 - as in refresh
+            self._failed("check the Redis run of", exc)
+            return False
+        self._adopt(epoch)
+        self._recorded_run = run
         return True
 
     async def advance(self) -> bool:
@@ -199,6 +241,7 @@ class NamespaceEpoch:
         if epoch > self.value:
             log.info("cache epoch %d -> %d", self.value, epoch)
             self.value = epoch
+            self._recorded_run = None  # an advance cleared the row's run: the next answered call records it
             self._on_change(epoch)
 
     def _backing_off(self) -> bool:

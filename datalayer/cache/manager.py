@@ -92,7 +92,8 @@ class Cache:
         self.near: NearCache | None = tracking.near if tracking is not None else None
         store = DatabaseEpochStore(persistent, self.ns.epoch_record()) if persistent and backend.shared else None
         self.epoch = NamespaceEpoch(store, check_interval_s=self._seconds(epoch_check, "epoch_check"),
-                                    runs=lambda: self.backend.runs, on_change=self._epoch_moved)
+                                    runs=lambda: self.backend.runs, on_change=self._epoch_moved,
+                                    run_id=lambda: getattr(self.backend, "answered_run", None))
 
     @property
     def namespace(self) -> str:
@@ -149,6 +150,11 @@ class Cache:
         if not await self.epoch.refresh():
             self.missed.remember(names)  # replayed once this process knows the epoch again
 
+    async def _record_run(self) -> None:
+        """Redis confirmed a write: if from a run this process has not checked against the epoch row, check it
+        now (rule 6 of ``epoch``), so a failover that loses the write moves every process to a new epoch."""
+        await self.epoch.check_run()
+
     def _epoch_moved(self, epoch: int) -> None:
         """Every Redis key of the old epoch is dead: forget what this process holds and track the new rows."""
         old = self.ns.prefix
@@ -185,8 +191,8 @@ class Cache:
             raw = await self._call(lambda: self.backend.get(full), None)
             if raw is None or raw == _TOMBSTONE:
                 return False, None
-            if not self.epoch.trusted:  # Redis may hold what a write this process missed made stale (rule 3)
-                if not await self.epoch.refresh():
+            if not self.epoch.trusted:  # Redis may hold what a write this process missed made stale (rules 3, 6)
+                if not await self.epoch.refresh(answered=True):
                     return False, None
                 if self.ns.prefix != prefix:
                     return _MOVED, None
@@ -244,6 +250,8 @@ class Cache:
         stored = await self._store(self.ns(key), value, ttl)
         if not stored:  # the value it replaces may still be there
             await self._missed([key])
+        else:
+            await self._record_run()
         if persist:
             stored = await self._persist(key, value, ttl) and stored
         return stored
@@ -271,6 +279,8 @@ class Cache:
         if removed is None:
             await self._missed(names)
             removed = 0
+        else:
+            await self._record_run()
         self.metrics.deletes += removed
         if persist:
             try:
@@ -294,6 +304,8 @@ class Cache:
             lambda: self.backend.set_many([(k, _TOMBSTONE) for k in full], guard_ms), False)
         if done is False:
             await self._missed(names)
+        else:
+            await self._record_run()
 
     async def invalidate_prefix(self, prefix: str, *, persist: bool = False) -> int:
         """Remove every key starting with ``prefix`` (``""`` clears the whole namespace)."""
@@ -305,6 +317,8 @@ class Cache:
         if removed is None:
             await self._missed(None)
             removed = 0
+        else:
+            await self._record_run()
         if persist:
             try:
                 removed = max(removed, await self._tier().delete_prefix(self.ns.base + prefix))
@@ -482,7 +496,7 @@ class Cache:
         still is not. Raises ``BackendUnavailable`` if the backend stops answering meanwhile."""
         if self.missed:
             await self.missed.replay(self.backend, self.ns.prefix)
-        if not self.epoch.trusted and not await self.epoch.refresh():
+        if not self.epoch.trusted and not await self.epoch.refresh(answered=True):  # Redis just answered a ping
             return self.epoch.last_error
         return None
 

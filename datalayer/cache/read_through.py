@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields as tf
 from tortoise.models import Model
 
+from datalayer.backends.replicas import primary_only
 from datalayer.transactions import in_transaction_block
 
 if TYPE_CHECKING:
@@ -145,7 +146,8 @@ class ReadThrough:
         key = manager._key(key)
 
         async def load() -> dict[str, Any] | None:
-            row = await uncached(manager, key)
+            with primary_only():  # a lagging read replica would fill the cache with a row older than the last write
+                row = await uncached(manager, key)
             return None if row is None else row_to_dict(row)
 
         data = await self.cache.get_or_set(self.key(key), load, self.ttl, cache_none=False, near=True)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -21,6 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from datalayer.cache.backend import BackendUnavailable, CacheBackend
 from datalayer.cache.circuit import CircuitBreaker
+from datalayer.cache.sentinel import is_sentinel_url, parse_sentinel_url
 
 log = logging.getLogger("datalayer.cache.redis")
 T = TypeVar("T")
@@ -50,7 +51,8 @@ def _run_id(info: object) -> str | None:
 
 
 class RedisBackend(CacheBackend):
-    """A Redis server (``redis://``, ``rediss://`` or ``unix://``) as cache storage."""
+    """A Redis server (``redis://``, ``rediss://`` or ``unix://``), or the master a Sentinel names
+    (``redis+sentinel://``, see ``sentinel``), as cache storage."""
 
     name = "redis"
     shared = True
@@ -67,16 +69,15 @@ class RedisBackend(CacheBackend):
         self.breaker = breaker or CircuitBreaker()
         self.run_id: str | None = None
         self.runs = 0
-        self._pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-            redis_connect_func=self._connected,
-        )
+        self.answered_run: str | None = None
+        """The run of the last call that succeeded; ``None`` after a failure (the run may be gone)."""
+        connection: dict[str, Any] = {
+            "max_connections": max_connections, "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0), "decode_responses": True, "redis_connect_func": self._connected,
+        }
+        self.sentinel = parse_sentinel_url(url) if is_sentinel_url(url) else None
+        self._pool: ConnectionPool = (self.sentinel.pool(**connection) if self.sentinel is not None
+                                      else BlockingConnectionPool.from_url(url, timeout=timeout_s, **connection))
         # Any: redis-py's types do not follow decode_responses=True (every value read here is a str)
         self._client: Any = Redis(connection_pool=self._pool)
         self._release = self._client.register_script(_RELEASE_LOCK)
@@ -110,12 +111,14 @@ class RedisBackend(CacheBackend):
             raise
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             error = str(exc) or f"no answer within {self.timeout_s * 1000:.0f} ms"
+            self.answered_run = None
             self.breaker.failed(error)
             if self.breaker.state != "closed" and not self._was_open:
                 self._was_open = True
                 log.warning("Redis unavailable, cache degraded (circuit open): %s", error)
             raise BackendUnavailable(error) from None
         self.breaker.succeeded()
+        self.answered_run = self.run_id
         if self._was_open:
             self._was_open = False
             log.warning("Redis answers again, circuit closed")
@@ -175,7 +178,11 @@ class RedisBackend(CacheBackend):
         await self._run(self._client.ping)
 
     def describe_state(self) -> dict[str, object]:
-        return {"circuit": self.breaker.snapshot(), "timeout_ms": round(self.timeout_s * 1000, 1)}
+        state: dict[str, object] = {"circuit": self.breaker.snapshot(), "timeout_ms": round(self.timeout_s * 1000, 1)}
+        if self.sentinel is not None:
+            master = getattr(self._pool, "master_address", None)
+            state["sentinel"] = {"service": self.sentinel.service, "master": f"{master[0]}:{master[1]}" if master else None}
+        return state
 
     async def close(self) -> None:
         try:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from datalayer.cache.near import NearCache
+from datalayer.cache.sentinel import is_sentinel_url, parse_sentinel_url
 
 log = logging.getLogger("datalayer.cache.near")
 
@@ -50,10 +52,11 @@ class InvalidationListener:
         self.near = near
         self.prefix = prefix
         self.heartbeat_s = heartbeat_s
-        # used only to turn the URL (host, port, db, password, TLS) into connections
-        self._factory = ConnectionPool.from_url(
-            url, protocol=2, decode_responses=True, socket_connect_timeout=connect_timeout_s, socket_timeout=None,
-        )
+        # used only to turn the URL (host, port, db, password, TLS; or the master a Sentinel names) into connections
+        options: dict[str, Any] = {"protocol": 2, "decode_responses": True,
+                                   "socket_connect_timeout": connect_timeout_s, "socket_timeout": None}
+        self._factory = (parse_sentinel_url(url).pool(**options) if is_sentinel_url(url)
+                         else ConnectionPool.from_url(url, **options))
         self._connection: AbstractConnection | None = None
         self._task: asyncio.Task[None] | None = None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datalayer.cli import backup, inspect, maintenance, migrate, project, seed  # noqa: F401 - registers commands
+from datalayer.cli import backup, inspect, maintenance, migrate, project, seed, setup  # noqa: F401 - registers commands
 from datalayer.cli.app import app
 
 

@@ -40,6 +40,8 @@ EXIT_USAGE = 2
 MODELS_HELP = "the app's model modules, comma-separated (default: DATALAYER_MODELS, else tool.datalayer.models in pyproject.toml)"
 APPS_HELP = "datalayer's packs to load, comma-separated, core always (default: DATALAYER_APPS, else all)"
 _selection: dict[str, str | None] = {"models": None, "apps": None}
+#: the settings the command loaded last: with SSH_HOST set, ``run`` opens the tunnel for them
+_loaded: list[Settings] = []
 
 
 @app.callback()
@@ -49,6 +51,7 @@ def _everywhere(
 ) -> None:
     """Migrations, seeding, backups and health of the datalayer database (DATABASE_URL or DB_*)."""
     _selection.update(models=models, apps=apps)
+    _loaded.clear()  # a previous invocation's settings (tests run several in one process)
 
 
 def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -142,6 +145,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:  # fail() escapes: the message quotes user values, and "[x]" must not be read as markup
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         _ = settings.target  # parse DATABASE_URL now, so a bad URL (or production without one) fails first
+        _loaded[:] = [settings]
         return settings
     except DataLayerError as exc:
         raise fail(str(exc)) from None
@@ -155,12 +159,24 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def _closing(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run the command with the SSH tunnel open around it (``SSH_HOST``: migrations, seeding and the context
+    all connect through it), then close the context and the tunnel."""
     from datalayer.context import close_context
+    from datalayer.tunnel import close_tunnel, open_tunnel
 
+    try:
+        tunnelled = bool(_loaded) and await open_tunnel(_loaded[-1]) is not None
+    except BaseException:
+        coroutine.close()
+        raise
     try:
         return await coroutine
     finally:
-        await close_context()
+        try:
+            await close_context()
+        finally:
+            if tunnelled:
+                await close_tunnel()
 
 
 def guard_production(is_production: bool, confirmed: bool, action: str) -> None:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from datalayer import introspect, migrations
 from datalayer.cli.app import command, console, current_project, load_settings, open_context, run
+from datalayer.cli.tunnel import tunnel_line
 from datalayer.errors import DataLayerError
 from datalayer.settings import Settings
 
@@ -26,15 +27,19 @@ def status_command() -> None:
     settings = load_settings()
     console.print(f"database     {settings.target.describe()}", markup=False)
     console.print(f"environment  {settings.environment}", markup=False)
+    tunnel: list[str] = []  # SSH_HOST set: the tunnel's line, taken while it is open
 
     async def gather() -> tuple[list[str], list[str], dict[str, int | None]]:
         project = current_project()
         applied = await migrations.applied_migrations(settings, project)
         pending = [name for name in migrations.history(project) if name not in applied]
         context = await open_context(settings)
+        tunnel.extend(line for line in [await tunnel_line()] if line)
         return applied, pending, await introspect.row_counts(context.models)
 
     applied, pending, counts = run(gather())
+    for line in tunnel:
+        console.print(f"tunnel       {line}", markup=False)
     console.print(f"migrations   {len(applied)} applied, {len(pending)} pending")
     for name in pending:
         console.print(f"  [yellow]pending[/yellow] {escape(name)}")
@@ -167,10 +172,14 @@ def verify_command(rounds: int = typer.Option(5, min=1, help="round trips to tim
             started = time.perf_counter()
             await introspect.connection().execute_query("SELECT 1")
             timings.append((time.perf_counter() - started) * 1000)
+        tunnel.extend(line for line in [await tunnel_line()] if line)
         return connect_ms, timings, await _write_round_trip(transaction)
 
+    tunnel: list[str] = []  # SSH_HOST set: the tunnel's line (a round trip through it)
     connect_ms, timings, wrote = run(check())
     console.print(f"connected    {settings.target.describe()} in {connect_ms:.1f} ms", markup=False)
+    for line in tunnel:
+        console.print(f"tunnel       {line}", markup=False)
     console.print(f"round trip   min {min(timings):.2f} / median {statistics.median(timings):.2f} / "
                   f"max {max(timings):.2f} ms over {rounds} queries")
     console.print(f"write/read   {'ok' if wrote else 'FAILED'} (rolled back, nothing kept)")

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise import Tortoise
 
-from datalayer.backends import pool_stats
+from datalayer.backends import pool_stats, root_client
 from datalayer.backends.instrumented import within
+from datalayer.backends.replicas import primary_only
 from datalayer.config import CONNECTION_NAME
 from datalayer.connection import scrub
 from datalayer.errors import PoolExhaustedError
-from datalayer.health.report import CheckResult, HealthReport, overall_status
+from datalayer.health.report import CheckResult, CheckStatus, HealthReport, overall_status
 
 if TYPE_CHECKING:
     from datalayer.context import DataContext
@@ -47,7 +48,8 @@ async def _timed(call: Callable[[], Awaitable[Any]], seconds: float) -> tuple[An
 async def ping(ctx: DataContext) -> float:
     """Round-trip ``SELECT 1`` in milliseconds; raises on failure."""
     connection = Tortoise.get_connection(CONNECTION_NAME)
-    _, elapsed = await _timed(lambda: connection.execute_query("SELECT 1"), _timeout(ctx))
+    with primary_only():  # the primary's health, whatever replicas serve reads
+        _, elapsed = await _timed(lambda: connection.execute_query("SELECT 1"), _timeout(ctx))
     return elapsed
 
 
@@ -84,7 +86,8 @@ async def check_latency(ctx: DataContext) -> CheckResult:
 async def existing_tables(ctx: DataContext) -> set[str]:
     connection = Tortoise.get_connection(CONNECTION_NAME)
     sql = _PG_TABLES if ctx.target.is_postgres else _SQLITE_TABLES
-    rows = await within(connection.execute_query_dict(sql), _timeout(ctx))
+    with primary_only():
+        rows = await within(connection.execute_query_dict(sql), _timeout(ctx))
     return {row["name"] for row in rows}
 
 
@@ -159,6 +162,57 @@ def check_pool(ctx: DataContext) -> CheckResult:
     return CheckResult(status="healthy", details=details)
 
 
+async def check_replicas(ctx: DataContext) -> CheckResult | None:
+    """Each read replica's ``state`` and ``lag_ms`` (milliseconds, measured now); ``None`` when none is
+    configured. A replica skipped (down, lagging, promoted) degrades the report: its reads go to the primary."""
+    try:
+        replicas = getattr(root_client(CONNECTION_NAME), "replicas", None)
+    except Exception:  # noqa: BLE001 - nothing initialised
+        return None
+    if replicas is None:
+        return None
+    started, error = time.perf_counter(), None
+    try:
+        await within(replicas.check(), _timeout(ctx))
+    except Exception as exc:  # noqa: BLE001
+        error = _error_text(ctx, exc)
+    took = round((time.perf_counter() - started) * 1000, 3)
+    statuses = replicas.status()
+    skipped = [f"{s['name']} is {s['state']}" + (f" ({s['error']})" if s["error"] else "")
+               for s in statuses if s["state"] != "healthy"]
+    error = scrub("; ".join(skipped), ctx.settings) if skipped else error
+    return CheckResult(status="degraded" if error else "healthy", response_time_ms=took, error=error,
+                       details={"replicas": statuses, "max_lag_ms": replicas.max_lag_ms,
+                                "primary_reads": replicas.primary_reads})
+
+
+async def check_tunnel(ctx: DataContext) -> CheckResult | None:
+    """The SSH tunnel (``SSH_HOST``): its state, server, a fresh round trip in ms and its reconnect count;
+    ``None`` without one. Reconnecting degrades the report; closed or given up makes it unhealthy."""
+    if not getattr(ctx.settings, "ssh_host", None):
+        return None
+    from datalayer.tunnel import shared_tunnel  # lazy: the tunnel package is only for apps that tunnel
+
+    tunnel = shared_tunnel()
+    if tunnel is None:
+        return CheckResult(status="unhealthy", error="SSH_HOST is set but no SSH tunnel is open")
+    error = None
+    if tunnel.state == "connected":
+        try:
+            await tunnel.round_trip()
+        except Exception as exc:  # noqa: BLE001 - any failure is the answer
+            error = _error_text(ctx, exc)
+    stats = tunnel.stats()
+    if error is None and stats.state != "connected":
+        error = f"SSH tunnel {stats.state}" + (f": {stats.last_error}" if stats.last_error else "")
+    status: CheckStatus = "healthy" if error is None else (
+        "degraded" if stats.state in ("connected", "reconnecting") else "unhealthy")
+    return CheckResult(status=status, response_time_ms=stats.last_round_trip_ms if error is None else None,
+                       error=error, details={"state": stats.state, "server": stats.server, "remote": stats.remote,
+                                            "last_round_trip_ms": stats.last_round_trip_ms,
+                                            "reconnects": stats.reconnects, "local_port": stats.local_port})
+
+
 def _skipped(reason: str) -> CheckResult:
     return CheckResult(status="skipped", details={"reason": reason})
 
@@ -176,9 +230,14 @@ async def check_health(ctx: DataContext) -> HealthReport:
         reason = "the database did not answer"
         checks.update(latency=_skipped(reason), tables=_skipped(reason), migrations=_skipped(reason))
     checks["cache"] = await check_cache(ctx)
+    if (replicas := await check_replicas(ctx)) is not None:
+        checks["replicas"] = replicas
+    if (tunnel := await check_tunnel(ctx)) is not None:
+        checks["tunnel"] = tunnel
     report = HealthReport(
         status=overall_status(checks), target=ctx.target.describe(), engine=ctx.target.engine,
-        checks={name: checks[name] for name in ("connectivity", "latency", "tables", "migrations", "cache", "pool")},
+        checks={name: checks[name] for name in ("connectivity", "latency", "tables", "migrations", "cache", "pool",
+                                                "replicas", "tunnel") if name in checks},
         uptime_seconds=round(time.monotonic() - getattr(ctx, "opened_at", time.monotonic()), 3),
         checked_at=datetime.now(timezone.utc), response_time_ms=round((time.perf_counter() - started) * 1000, 3),
     )

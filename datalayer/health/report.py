@@ -13,7 +13,8 @@ _SEVERITY = {"skipped": 0, "healthy": 0, "degraded": 1, "unhealthy": 2}
 
 
 class CheckResult(BaseModel):
-    """One concern (connectivity, latency, tables, migrations, cache, pool). ``skipped`` never counts."""
+    """One concern (connectivity, latency, tables, migrations, cache, pool; replicas and the SSH tunnel when
+    configured). ``skipped`` never counts."""
 
     status: CheckStatus
     response_time_ms: float | None = None
