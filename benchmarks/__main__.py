@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis.asyncio as redis
 
-from benchmarks import event_loop, operations, scale
+from benchmarks import event_loop, operations, scale, set_writes
 from benchmarks.harness import Rounds, machine
 from benchmarks.report import Report, markdown, print_report
 from benchmarks.scratch import scratch_database, server_urls, stage
@@ -62,6 +62,7 @@ async def run(sizes: Sizes, mode: str) -> Report:
         async with stage(url, redis_url) as stage_:
             results = await operations.measure(stage_, sizes.plan, rows=sizes.rows, bulk_rows=sizes.bulk_rows,
                                                mixed_calls=sizes.mixed_calls)
+            results += await set_writes.measure(stage_, sizes.plan, rows=sizes.rows)
             loop = await event_loop.heartbeat_lag(stage_, logins=sizes.logins, bulk_rows=sizes.bulk_rows)
             print("pagination at depth ...", file=sys.stderr)
             await scale.fill_to(stage_, sizes.depths[-1] + 1_000)

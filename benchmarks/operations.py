@@ -24,6 +24,7 @@ INSERT = ("INSERT INTO bench_item (id, created_at, updated_at, version, title, b
 UPDATE = "UPDATE bench_item SET views = $2, updated_at = now(), version = version + 1 WHERE id = $1 AND deleted_at IS NULL"
 PAGE = f"SELECT {COLUMNS} FROM bench_item WHERE deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 40"
 COUNT = "SELECT count(*) FROM bench_item WHERE deleted_at IS NULL"
+ESTIMATE = "EXPLAIN (FORMAT JSON) SELECT 1 FROM bench_item WHERE deleted_at IS NULL"
 KEYSET = (f"SELECT {COLUMNS} FROM bench_item WHERE deleted_at IS NULL AND (created_at, id) > ($1, $2) "
           "ORDER BY created_at, id LIMIT 20")
 SOFT_DELETE = "UPDATE bench_item SET deleted_at = now(), version = version + 1 WHERE id = $1 AND deleted_at IS NULL"
@@ -105,6 +106,7 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
         "asyncpg": asyncpg_page,
     }, plan)
     results.append(Result("page of 20 + total", "ops/s", page["datalayer"], page["tortoise"], page["asyncpg"]))
+    results += await page_variants(stage, plan)
 
     middle = await pool.fetchrow("SELECT created_at, id FROM bench_item ORDER BY created_at, id OFFSET $1 LIMIT 1",
                                  rows // 2)
@@ -141,6 +143,31 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
     results.append(await bulk_insert(stage, bulk_rows, rounds=plan.rounds))
     results.append(await mixed_load(stage, ids, calls=mixed_calls, rounds=max(1, plan.rounds // 2)))
     return results
+
+
+async def page_variants(stage: Stage, plan: Rounds, *, label: str = "") -> list[Result]:
+    """Page 3 of 20 without a total, and with the planner's estimate instead of ``count(*)``."""
+    items, pool = stage.ctx.manager(BenchItem), stage.pool
+
+    async def asyncpg_estimated() -> None:
+        await asyncio.gather(pool.fetch(PAGE), pool.fetchval(ESTIMATE))
+
+    bare = await interleaved({
+        "datalayer": lambda: items.find_many(page=3, limit=20, sort_by="created_at", sort_order="desc", total="none"),
+        "tortoise": lambda: BenchItem.all().order_by("-created_at", "-id").offset(40).limit(20),
+        "asyncpg": lambda: pool.fetch(PAGE),
+    }, plan)
+    estimated = await interleaved({
+        "datalayer": lambda: items.find_many(page=3, limit=20, sort_by="created_at", sort_order="desc",
+                                             total="estimated"),
+        "asyncpg": asyncpg_estimated,
+    }, plan)
+    return [
+        Result(f"page of 20, no total{label}", "ops/s", bare["datalayer"], bare["tortoise"], bare["asyncpg"],
+               "datalayer fetches 21 rows to know has_next"),
+        Result(f"page of 20 + estimated total{label}", "ops/s", estimated["datalayer"], None, estimated["asyncpg"],
+               "the planner's row estimate (EXPLAIN), no count; asyncpg: the same page + EXPLAIN"),
+    ]
 
 
 async def cached_gets(

@@ -1,7 +1,12 @@
-"""How costs grow: offset versus keyset pages at depth, and bulk inserts at 10k to 1M rows with peak memory.
+"""How costs grow: offset versus keyset pages at depth, page totals on a big table, and bulk inserts at 10k to
+1M rows with peak memory.
 
 Each bulk size runs in its own Python process, so the peak resident memory it reports belongs to that
 insert alone (a process keeps freed memory; a second insert in the same one would look free).
+
+The page totals alone, on a table of N rows (about a minute at 1,000,000):
+
+    python -m benchmarks.scale --pages 1000000
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from dataclasses import dataclass
 
 from benchmarks.harness import Rounds, interleaved
 from benchmarks.models import BenchItem
-from benchmarks.scratch import Stage, stage
+from benchmarks.operations import COUNT, PAGE, Result, page_variants
+from benchmarks.scratch import Stage, scratch_database, server_urls, stage
 from datalayer.managers.pagination import encode_cursor
 
 
@@ -52,6 +58,43 @@ async def depth_curve(stage_: Stage, depths: list[int], plan: Rounds) -> tuple[f
         }, plan)
         results.append(DepthResult(depth, 1000 / rates["offset"], 1000 / rates["keyset"]))
     return 1000 / first["first"], results
+
+
+async def page_totals(stage_: Stage, plan: Rounds) -> list[Result]:
+    """Page 3 of 20 on the filled table with an exact total (``count(*)`` reads every row), the planner's
+    estimate, and none; the estimate's row notes how many times faster it is than the exact total."""
+    items, pool = stage_.ctx.manager(BenchItem), stage_.pool
+    rows = await pool.fetchval(COUNT)
+    label = f", {rows:,} rows"
+
+    async def tortoise_exact() -> None:
+        await asyncio.gather(BenchItem.all().order_by("-created_at", "-id").offset(40).limit(20),
+                             BenchItem.all().count())
+
+    async def asyncpg_exact() -> None:
+        await asyncio.gather(pool.fetch(PAGE), pool.fetchval(COUNT))
+
+    exact = await interleaved({
+        "datalayer": lambda: items.find_many(page=3, limit=20, sort_by="created_at", sort_order="desc"),
+        "tortoise": tortoise_exact,
+        "asyncpg": asyncpg_exact,
+    }, plan)
+    bare, estimated = await page_variants(stage_, plan, label=label)
+    estimated.note += f"; {estimated.datalayer / exact['datalayer']:.0f}x datalayer's page + exact total"
+    return [Result(f"page of 20 + exact total{label}", "ops/s", exact["datalayer"], exact["tortoise"],
+                   exact["asyncpg"], "count(*) reads every live row"), estimated, bare]
+
+
+async def _pages_alone(rows: int) -> None:
+    """Fill a scratch table with ``rows`` rows and print the page-total rows (``--pages N``)."""
+    server_url, redis_url = server_urls()
+    async with scratch_database(server_url) as url, stage(url, redis_url) as stage_:
+        await fill_to(stage_, rows)
+        for result in await page_totals(stage_, Rounds(5, 1.0)):
+            versus = "  ".join(f"{name} {rate:,.0f}/s" for name, rate in
+                               (("datalayer", result.datalayer), ("tortoise", result.tortoise),
+                                ("asyncpg", result.asyncpg)) if rate is not None)
+            print(f"{result.operation}: {versus}  ({result.note})")
 
 
 @dataclass
@@ -91,5 +134,8 @@ async def _one_bulk(url: str, redis_url: str, library: str, rows: int) -> dict[s
     return {"seconds": seconds, "peak_mb": max(0.0, peak - before)}
 
 
-if __name__ == "__main__":  # one bulk insert, measured alone: url redis_url library rows
-    print(json.dumps(asyncio.run(_one_bulk(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))))
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--pages"]:  # the page totals alone: --pages rows
+        asyncio.run(_pages_alone(int(sys.argv[2])))
+    else:  # one bulk insert, measured alone: url redis_url library rows
+        print(json.dumps(asyncio.run(_one_bulk(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))))

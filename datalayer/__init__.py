@@ -52,6 +52,7 @@ from datalayer.health import CheckResult, HealthMonitor, HealthReport
 from datalayer.health.context_api import DataLayerStats
 from datalayer.maintenance import MaintenanceReport, maintain
 from datalayer.managers import Chunk, ModelManager, Page
+from datalayer.managers.pagination import TotalKind
 from datalayer.mixins import AuditMixin, SoftDeleteManager, SoftDeleteMixin, TimestampMixin
 from datalayer.ml.managers import MLModelManager, ModelUsageManager, StoredModelManager
 from datalayer.ml.models import EndpointConfig, MLModel, ModelUsage, StoredModel
@@ -121,6 +122,7 @@ __all__ = [
     "SoftDeleteManager",
     "SoftDeleteMixin",
     "TimestampMixin",
+    "TotalKind",
     "TransactionAbortedError",
     "TransactionBlock",
     "TransactionClosedError",

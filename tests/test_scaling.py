@@ -151,7 +151,7 @@ async def test_reads_go_to_the_replica_and_a_writer_reads_its_own_writes(backend
         missing, written = 0, []
         try:
             for n in range(20):
-                if n % 2:
+                if n % 2 == 0:  # the first create outside a transaction (the one-statement path)
                     row = await articles.create({"title": f"mine-{n}"})
                 else:
                     async with ctx.transaction() as tx:

@@ -111,9 +111,9 @@ class RetriedStatements(TimedStatements):
         started = perf_counter()
         try:
             result = await super(TimedStatements, self).execute_query(query, values)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - _again re-raises anything it may not retry
+        except Exception as exc:  # noqa: BLE001 - retry_lost re-raises anything it may not retry
             self.monitor.record(query, perf_counter() - started, True)
-            return await self._again(exc, super(TimedStatements, self).execute_query, query, values)  # type: ignore[misc]
+            return await self.retry_lost(exc, super(TimedStatements, self).execute_query, query, values)  # type: ignore[misc]
         self.monitor.record(query, perf_counter() - started, False)
         return result
 
@@ -121,9 +121,9 @@ class RetriedStatements(TimedStatements):
         started = perf_counter()
         try:
             result = await super(TimedStatements, self).execute_query_dict(query, values)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - _again re-raises anything it may not retry
+        except Exception as exc:  # noqa: BLE001 - retry_lost re-raises anything it may not retry
             self.monitor.record(query, perf_counter() - started, True)
-            return await self._again(exc, super(TimedStatements, self).execute_query_dict, query, values)  # type: ignore[misc]
+            return await self.retry_lost(exc, super(TimedStatements, self).execute_query_dict, query, values)  # type: ignore[misc]
         self.monitor.record(query, perf_counter() - started, False)
         return result
 
@@ -131,9 +131,9 @@ class RetriedStatements(TimedStatements):
         started = perf_counter()
         try:
             result = await super(TimedStatements, self).execute_insert(query, values)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - _again re-raises anything it may not retry
+        except Exception as exc:  # noqa: BLE001 - retry_lost re-raises anything it may not retry
             self.monitor.record(query, perf_counter() - started, True)
-            return await self._again(exc, super(TimedStatements, self).execute_insert, query, values)  # type: ignore[misc]
+            return await self.retry_lost(exc, super(TimedStatements, self).execute_insert, query, values)  # type: ignore[misc]
         self.monitor.record(query, perf_counter() - started, False)
         return result
 
@@ -141,14 +141,16 @@ class RetriedStatements(TimedStatements):
         started = perf_counter()
         try:
             await super(TimedStatements, self).execute_many(query, values)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - _again re-raises anything it may not retry
+        except Exception as exc:  # noqa: BLE001 - retry_lost re-raises anything it may not retry
             self.monitor.record(query, perf_counter() - started, True)
-            await self._again(exc, super(TimedStatements, self).execute_many, query, values)  # type: ignore[misc]
+            await self.retry_lost(exc, super(TimedStatements, self).execute_many, query, values)  # type: ignore[misc]
             return
         self.monitor.record(query, perf_counter() - started, False)
 
-    async def _again(self, exc: Exception, call: Callable[[str, Any], Awaitable[T]], query: str, values: Any) -> T:
-        """Retry ``call(query, values)`` after ``exc`` while the rules allow; else raise (translated)."""
+    async def retry_lost(self, exc: Exception, call: Callable[[str, Any], Awaitable[T]], query: str, values: Any) -> T:
+        """Retry ``call(query, values)`` after ``exc`` (its first failure) while the rules in the module docstring
+        allow; else raise ``exc`` or a ``DatabaseUnavailableError``. For callers that send a statement
+        themselves (``datalayer.managers.pg_driver``) and want the same rules."""
         policy, read = self.retry_policy, is_read(query)
         first_failed = monotonic()
         for attempt in range(1, policy.attempts + 2):

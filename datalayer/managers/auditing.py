@@ -101,6 +101,17 @@ def creation_changes_json(model: type[Model], values: Mapping[str, Any]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
+def changes_json(changes: Any) -> str:
+    """``changes`` as the JSON text the audit log's ``changes`` column stores (its own encoder)."""
+    encode: Callable[[Any], str] = AuditLog._meta.fields_map["changes"].encoder  # type: ignore[attr-defined]
+    return encode(changes)
+
+
+def value_json(model: type[Model], name: str, value: Any) -> str:
+    """One side of an audit pair as JSON text, masked as ``diff`` masks it: for SQL that builds the pair."""
+    return changes_json(_masked(model, name, value))
+
+
 def row_of(model: type[Model], instance: Any) -> dict[str, Any]:
     return {name: getattr(instance, name) for name in model._meta.fields_db_projection}
 

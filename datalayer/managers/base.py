@@ -6,14 +6,13 @@ Every write runs in a transaction (a savepoint inside a caller's), adds its ``Au
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 from tortoise import timezone
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 from tortoise.expressions import Q
 from tortoise.manager import Manager
@@ -24,22 +23,33 @@ from datalayer.actor import current_actor
 from datalayer.config import CONNECTION_NAME
 from datalayer.core.audit_log import AuditAction
 from datalayer.errors import ConcurrencyError, ConflictError, NotFoundError, ValidationError, shown
-from datalayer.managers import auditing, pg_create, pg_update, registry
+from datalayer.managers import auditing, pg_create, pg_pages, pg_set_writes, pg_update, registry
 from datalayer.managers.bulk import insert_created
 from datalayer.managers.by_key import fetch_by_key
 from datalayer.managers.domain_rules import DomainRules
-from datalayer.managers.filters import check_flags, check_sort, filter_q, search_q
-from datalayer.managers.pagination import Chunk, Page, check_page, decode_cursor, encode_cursor
+from datalayer.managers.filters import check_flags, check_sort, checked_filters, filter_q, search_q
+from datalayer.managers.pagination import (
+    Chunk,
+    Page,
+    TotalKind,
+    check_page,
+    check_total,
+    decode_cursor,
+    encode_cursor,
+    offset_page,
+)
+from datalayer.managers.set_writes import SetWrites
 from datalayer.managers.validation import validate_input
 from datalayer.schema import LiveUnique
 from datalayer.transactions import in_transaction_block, on_commit, transaction
 from datalayer.translate import translated
 
 ModelT = TypeVar("ModelT", bound=Model)
+T = TypeVar("T")
 Input = Mapping[str, Any] | BaseModel
 WriteListener = Callable[["ModelManager[Any]", list[Any]], Awaitable[object]]
 #: models whose ``guarded_fields`` the current task may write (inside a manager's ``domain_write()``)
-class ModelManager(DomainRules, Generic[ModelT]):
+class ModelManager(DomainRules, SetWrites, Generic[ModelT]):
     """Create, read, page, update, soft delete, restore and bulk work for one model.
 
     Subclass with ``model = MyModel`` to add domain methods; the subclass registers itself and the
@@ -51,6 +61,13 @@ class ModelManager(DomainRules, Generic[ModelT]):
     name: ClassVar[str | None] = None
     max_page_size: ClassVar[int] = 100
     bulk_batch_size: ClassVar[int] = 5000
+    """Rows per statement of ``bulk_create`` and of writes by filter (``update_many``, ``delete_many``...)."""
+    one_statement_writes: bool = True
+    """On PostgreSQL, writes of this model take one statement (per batch) where they can; False keeps every
+    write on the generic path (lock, write and audit row by row), as on SQLite."""
+    page_total: ClassVar[TotalKind | None] = None
+    """``find_many``'s default total: ``"exact"``, ``"estimated"`` or ``"none"``; None: the model's
+    ``page_total`` attribute if it has one, else ``"exact"``."""
 
     def __init__(self, model: type[ModelT] | None = None) -> None:
         if model is not None:
@@ -155,18 +172,62 @@ class ModelManager(DomainRules, Generic[ModelT]):
         sort_order: str = "asc",
         include_deleted: bool = False,
         only_deleted: bool = False,
+        total: TotalKind | None = None,
     ) -> Page[ModelT]:
-        """One page plus the total; filter and sort input goes through the model's allow-lists."""
+        """One page plus its total; filter and sort input goes through the model's allow-lists.
+
+        Args:
+            total: ``"exact"`` (a ``COUNT``), ``"estimated"`` (PostgreSQL: the planner's estimate, no row
+                counted; SQLite has none and counts, and the page says ``"exact"``) or ``"none"``; default:
+                the manager's ``page_total``, else the model's, else ``"exact"``. ``page.total_kind`` says
+                which one the page carries; ``has_next`` is right with each.
+
+        Raises:
+            ValidationError: a bad filter, search, page, limit, sort, flag or ``total``.
+            ConfigurationError: a ``page_total`` default that is not one of the three.
+        """
         page, limit = check_page(page, limit, self.max_page_size)
         sort_field, descending = check_sort(self.model, sort_by, sort_order)
-        queryset = self._filtered(filters, search, include_deleted, only_deleted)
-        direction = "-" if descending else ""
-        ordered = queryset.order_by(f"{direction}{sort_field}", f"{direction}id")
+        kind = self._total_kind(total)
+        offset = (page - 1) * limit
+        fast = self._fast_where(filters, search, include_deleted, only_deleted)
+        if fast is not None:
+            def fetch(n: int) -> Any:
+                return pg_pages.page(self.model, fast, sort=sort_field, descending=descending, offset=offset, limit=n)
+            totals: dict[str, Any] = {"exact": lambda: pg_pages.count(self.model, fast),
+                                      "estimated": lambda: pg_pages.estimate(self.model, fast)}
+        else:
+            queryset = self._filtered(filters, search, include_deleted, only_deleted)
+            direction = "-" if descending else ""
+            ordered = queryset.order_by(f"{direction}{sort_field}", f"{direction}id").offset(offset)
+
+            def fetch(n: int) -> Any:
+                return ordered.limit(n)
+            totals = {"exact": queryset.count, "estimated": lambda: pg_pages.estimate_queryset(queryset)}
         with translated(self._label):
-            items, total = await asyncio.gather(
-                ordered.offset((page - 1) * limit).limit(limit), queryset.count()
-            )
-        return Page(items=list(items), total=total, page=page, limit=limit)
+            return await offset_page(fetch, totals, kind=kind, page=page, limit=limit)
+
+    def _total_kind(self, total: Any) -> TotalKind:
+        owner = type(self).__name__ if self.page_total is not None else self._label
+        default = self.page_total if self.page_total is not None else getattr(self.model, "page_total", "exact")
+        kind = check_total(total, default, f"{owner}.page_total")
+        return "exact" if kind == "estimated" and not _on_postgres() else kind
+
+    def _fast_where(
+        self, filters: Mapping[str, Any] | None, search: Any, include_deleted: bool, only_deleted: bool
+    ) -> pg_pages.Where | None:
+        """What these arguments read, checked as ``_filtered`` checks them, for PostgreSQL's statements built
+        once per shape (``pg_pages``); None when the generic path reads (SQLite, search, relation filters,
+        a subclass's own ``query``/``_filtered``)."""
+        cls = type(self)
+        if (search is not None and search != "") or cls.query is not ModelManager.query \
+                or cls._filtered is not ModelManager._filtered or not pg_pages.usable(self.model):
+            return None
+        if (connection := pg_pages.postgres_connection()) is None:
+            return None
+        check_flags(self.model, include_deleted=include_deleted, only_deleted=only_deleted)
+        return pg_pages.where_of(self.model, connection, checked_filters(self.model, filters), soft=self._soft,
+                                 include_deleted=include_deleted, only_deleted=only_deleted)
 
     async def find_after(
         self,
@@ -184,17 +245,23 @@ class ModelManager(DomainRules, Generic[ModelT]):
         if self.model._meta.fields_map[sort_field].null:
             raise ValidationError({"sort_by": f"{sort_field} can be NULL; keyset needs a NOT NULL field"},
                                   model=self._label)
-        queryset = self._filtered(filters, None, include_deleted, False)
-        if cursor is not None:
-            value, last_id = decode_cursor(self.model, cursor, sort_field, descending)
-            past, beyond = ("lt", "lte") if descending else ("gt", "gte")
-            queryset = queryset.filter(
-                Q(**{f"{sort_field}__{beyond}": value}),
-                Q(**{f"{sort_field}__{past}": value}) | Q(**{sort_field: value, f"id__{past}": last_id}),
-            )
-        direction = "-" if descending else ""
+        fast = self._fast_where(filters, None, include_deleted, False)
+        rows = fast if fast is not None else self._filtered(filters, None, include_deleted, False)
+        after = None if cursor is None else decode_cursor(self.model, cursor, sort_field, descending)
         with translated(self._label):
-            items = list(await queryset.order_by(f"{direction}{sort_field}", f"{direction}id").limit(limit + 1))
+            if isinstance(rows, pg_pages.Where):
+                items = await pg_pages.chunk(self.model, rows, sort=sort_field, descending=descending, after=after,
+                                             limit=limit + 1)
+            else:
+                queryset = rows
+                if after is not None:
+                    (value, last_id), (past, beyond) = after, (("lt", "lte") if descending else ("gt", "gte"))
+                    queryset = queryset.filter(
+                        Q(**{f"{sort_field}__{beyond}": value}),
+                        Q(**{f"{sort_field}__{past}": value}) | Q(**{sort_field: value, f"id__{past}": last_id}),
+                    )
+                direction = "-" if descending else ""
+                items = list(await queryset.order_by(f"{direction}{sort_field}", f"{direction}id").limit(limit + 1))
         next_cursor = None
         if len(items) > limit:
             items = items[:limit]
@@ -206,7 +273,10 @@ class ModelManager(DomainRules, Generic[ModelT]):
         self, filters: Mapping[str, Any] | None = None, *, search: str | None = None,
         include_deleted: bool = False, only_deleted: bool = False,
     ) -> int:
+        fast = self._fast_where(filters, search, include_deleted, only_deleted)
         with translated(self._label):
+            if fast is not None:
+                return await pg_pages.count(self.model, fast)
             return await self._filtered(filters, search, include_deleted, only_deleted).count()
 
     async def exists(
@@ -232,9 +302,10 @@ class ModelManager(DomainRules, Generic[ModelT]):
         """Validate and insert one row, with its audit row, atomically (one statement on PostgreSQL)."""
         values = self._stamped(validate_input(self.model, data, "create"))
         self.check_domain(values, partial=False)
-        if self._pg_create_ok and _on_postgres():
-            async with self._one_statement():
-                instance = await pg_create.create_in_one_statement(self.model, values, self._creation_stamps())
+        if (client := self._one_statement_client(self._pg_create_ok)) is not None:
+            stamps = self._creation_stamps()
+            instance = await self._single(
+                lambda on: pg_create.create_in_one_statement(self.model, values, stamps, on), client)
         else:
             async with transaction():
                 with translated(self._label):
@@ -272,9 +343,12 @@ class ModelManager(DomainRules, Generic[ModelT]):
             queryset = queryset.filter(deleted_at__isnull=not deleted)
         instance = await queryset.select_for_update().first()
         if instance is None:
-            state = {True: "deleted ", False: "live ", None: ""}[deleted]
-            raise NotFoundError(self._label, key, f"{self._label} {key} not found (no {state}row)")
+            raise self._missing(key, deleted)
         return instance
+
+    def _missing(self, key: Any, deleted: bool | None) -> NotFoundError:
+        state = {True: "deleted ", False: "live ", None: ""}[deleted]
+        return NotFoundError(self._label, key, f"{self._label} {key} not found (no {state}row)")
 
     async def _apply(self, instance: ModelT, values: dict[str, Any]) -> None:
         """Write ``values`` guarded by the version read, bumping version and ``updated_at``."""
@@ -301,8 +375,8 @@ class ModelManager(DomainRules, Generic[ModelT]):
             self._check_version(expected_version)
         values = validate_input(self.model, data, "update")
         self.check_domain(values, partial=True)
-        if values and self._one_statement_updates():
-            return await self._update_in_one_statement(key, values, expected_version)
+        if values and (client := self._one_statement_client(self._pg_update_ok)) is not None:
+            return await self._update_in_one_statement(client, key, values, expected_version)
         async with transaction():
             with translated(self._label):
                 instance = await self._locked_row(key, deleted=False)
@@ -326,19 +400,32 @@ class ModelManager(DomainRules, Generic[ModelT]):
         rules.whole_number(expected_version, field="expected_version", model=self._label, maximum=2**31 - 1)
 
     def _one_statement_updates(self) -> bool:
-        return self._pg_update_ok and _on_postgres()
+        return self._one_statement_client(self._pg_update_ok) is not None
 
-    @asynccontextmanager
-    async def _one_statement(self) -> AsyncIterator[None]:
-        """Around a write made in one statement: errors translated, and inside a caller's transaction a
-        savepoint, since a failing statement would otherwise abort the caller's whole transaction."""
-        async with transaction() if in_transaction_block() else nullcontext():
+    def _one_statement_client(self, supported: bool) -> BaseDBAsyncClient | None:
+        """The connection a one-statement write goes to, when it may take one (a model those writes serve,
+        ``one_statement_writes`` on, PostgreSQL); None: the generic path writes."""
+        if not (supported and self.one_statement_writes):
+            return None
+        client = get_connection(CONNECTION_NAME)
+        return client if client.capabilities.dialect == "postgres" else None
+
+    async def _single(self, statement: Callable[[BaseDBAsyncClient | None], Awaitable[T]],
+                      client: BaseDBAsyncClient) -> T:
+        """Run a write made in one statement on ``client``: errors translated, and inside a caller's
+        transaction in a savepoint (``statement(None)``: on the savepoint's connection), since a failing
+        statement would otherwise abort the caller's whole transaction."""
+        if not in_transaction_block():
             with translated(self._label):
-                yield
+                return await statement(client)
+        async with transaction():
+            with translated(self._label):
+                return await statement(None)
 
-    async def _update_in_one_statement(self, key: Any, values: dict[str, Any], expected: int | None) -> ModelT:
-        async with self._one_statement():
-            found, instance = await pg_update.update_in_one_statement(self.model, key, values, expected)
+    async def _update_in_one_statement(self, client: BaseDBAsyncClient, key: Any, values: dict[str, Any],
+                                       expected: int | None) -> ModelT:
+        found, instance = await self._single(
+            lambda on: pg_update.update_in_one_statement(self.model, key, values, expected, on), client)
         if found is None:
             raise NotFoundError(self._label, key)
         if instance is None:
@@ -348,56 +435,43 @@ class ModelManager(DomainRules, Generic[ModelT]):
         await self._written([key])
         return instance
 
-    async def update_many(self, filters: Mapping[str, Any], data: Input) -> int:
-        """A queryset update that still bumps versions, stamps ``updated_at`` and audits each row."""
-        values = validate_input(self.model, data, "update")
-        self.check_domain(values, partial=True)
-        if not filters:
-            raise ValidationError({"filters": "update_many needs at least one filter"}, model=self._label)
-        async with transaction():
-            with translated(self._label):
-                rows = await self._filtered(filters, None, False, False).select_for_update()
-                touched = []
-                for instance in rows:
-                    changes = auditing.diff(self.model, instance, values)
-                    if changes:
-                        await self._apply(instance, {name: values[name] for name in changes})
-                        await auditing.write_audit(self.model, AuditAction.UPDATE, instance.pk, changes)
-                        touched.append(instance.pk)
-        await self._written(touched)
-        return len(touched)
-
     async def delete(self, key: Any, *, hard: bool = False) -> None:
-        """Soft delete (hidden everywhere, restorable); ``hard=True`` removes the row for good."""
+        """Soft delete (hidden everywhere, restorable); ``hard=True`` removes the row for good.
+
+        One statement on PostgreSQL. ``NotFoundError`` if no live row (for ``hard``: no row) has ``key``.
+        """
         key = self._key(key)
-        async with transaction():
-            with translated(self._label):
-                if hard or not self._soft:
-                    instance = await self._locked_row(key, deleted=None)
-                    changes = auditing.removal_changes(self.model, instance)
-                    await self._all_objects.filter(pk=key).delete() if self._soft else await instance.delete()
-                    await auditing.write_audit(self.model, AuditAction.HARD_DELETE, key, changes)
-                else:
-                    instance = await self._locked_row(key, deleted=False)
-                    now = timezone.now()
-                    await self._apply(instance, {"deleted_at": now, "deleted_by": current_actor()})
-                    await auditing.write_audit(
-                        self.model, AuditAction.DELETE, key, {"deleted_at": [None, auditing.jsonable(now)]}
-                    )
+        removing = hard or not self._soft
+        if (client := self._one_statement_client(self._pg_update_ok)) is not None:
+            kind: pg_set_writes.Kind = "hard_delete" if removing else "delete"
+            found = await self._single(
+                lambda on: pg_set_writes.write_one(self.model, kind, key, client=on), client)
+            if found is None:
+                raise self._missing(key, None if removing else False)
+        else:
+            async with transaction():
+                with translated(self._label):
+                    instance = await self._locked_row(key, deleted=None if removing else False)
+                    await self._remove(instance, hard=removing)
         await self._written([key])
 
     async def restore(self, key: Any) -> ModelT:
-        """Bring a soft-deleted row back; ``ConflictError`` if a live row took its unique values meanwhile."""
+        """Bring a soft-deleted row back (one statement on PostgreSQL); ``NotFoundError`` if no deleted row
+        has ``key``, ``ConflictError`` if a live row took its unique values meanwhile."""
         if not self._soft:
             raise ValidationError({"__all__": f"{self._label} has no soft delete"}, model=self._label)
         key = self._key(key)
-        async with transaction():
-            with translated(self._label):
-                instance = await self._locked_row(key, deleted=True)
-                self.check_domain(auditing.row_of(self.model, instance), partial=False)
-                was = auditing.jsonable(instance.deleted_at)  # type: ignore[attr-defined]  # _soft: it has one
-                await self._apply(instance, {"deleted_at": None, "deleted_by": None})
-                await auditing.write_audit(self.model, AuditAction.RESTORE, key, {"deleted_at": [was, None]})
+        client = None if self._has_rules else self._one_statement_client(self._pg_update_ok)
+        if client is not None:  # (domain rules must see the row before it is written: the generic path)
+            instance = await self._single(
+                lambda on: pg_set_writes.write_one(self.model, "restore", key, client=on), client)
+            if instance is None:
+                raise self._missing(key, True)
+        else:
+            async with transaction():
+                with translated(self._label):
+                    instance = await self._locked_row(key, deleted=True)
+                    await self._bring_back(instance)
         await self._written([key])
         return instance
 

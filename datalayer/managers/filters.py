@@ -211,6 +211,28 @@ def _through_relation(model: type[Model], info: FieldInfo, lookup: str, value: A
     return _having_related(model, info.hops, Q(**{lookup: value}))
 
 
+def checked_filters(model: type[Model], filters: Mapping[str, Any] | None) -> list[tuple[FieldInfo, str, Any]]:
+    """``filters`` through the allow-list: ``(path, Tortoise lookup, coerced value)`` per key, in order.
+
+    Both ``filter_q`` and the PostgreSQL read path (``pg_where``) start from this, so they accept and refuse
+    the same input with the same errors.
+
+    Raises:
+        ValidationError: naming the first bad key (unknown path or operator, value of the wrong type).
+    """
+    if not filters:
+        return []
+    if not isinstance(filters, Mapping):
+        raise ValidationError({"filters": "must be a mapping of field lookups to values"}, model=model.__name__)
+    name = model.__name__
+    allowed = filter_fields(model)
+    checked = []
+    for key, value in filters.items():
+        info, operator = _split(key, allowed, name)
+        checked.append((info, *_lookup(key, info, operator, value, name)))
+    return checked
+
+
 def filter_q(model: type[Model], filters: Mapping[str, Any] | None) -> Q | None:
     """The validated condition for ``filters`` (all must hold), or None when there are none.
 
@@ -224,19 +246,11 @@ def filter_q(model: type[Model], filters: Mapping[str, Any] | None) -> Q | None:
     Raises:
         ValidationError: naming the first bad key (unknown path or operator, value of the wrong type).
     """
-    if not filters:
-        return None
-    if not isinstance(filters, Mapping):
-        raise ValidationError({"filters": "must be a mapping of field lookups to values"}, model=model.__name__)
-    name = model.__name__
-    allowed = filter_fields(model)
-    conditions = []
-    for key, value in filters.items():
-        info, operator = _split(key, allowed, name)
-        lookup, coerced = _lookup(key, info, operator, value, name)
-        own = not info.hops
-        conditions.append(Q(**{lookup: coerced}) if own else _through_relation(model, info, lookup, coerced))
-    return Q(*conditions)
+    conditions = [
+        Q(**{lookup: coerced}) if not info.hops else _through_relation(model, info, lookup, coerced)
+        for info, lookup, coerced in checked_filters(model, filters)
+    ]
+    return Q(*conditions) if conditions else None
 
 
 def search_q(model: type[Model], search: str | None) -> Q | None:

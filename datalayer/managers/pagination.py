@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -9,40 +10,58 @@ import decimal
 import json
 import math
 import uuid
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 from tortoise.models import Model
 
-from datalayer.errors import ValidationError
+from datalayer.errors import ConfigurationError, ValidationError
 from datalayer.managers.filters import coerce, filter_fields
 
 T = TypeVar("T")
 
 
+TotalKind = Literal["exact", "estimated", "none"]
+TOTAL_KINDS: tuple[TotalKind, ...] = ("exact", "estimated", "none")
+
+
 class Page(BaseModel, Generic[T]):
-    """One page of an offset query, with the total across all pages.
+    """One page of an offset query, with the total across all pages (exact, estimated, or none).
 
     A generic pydantic model: ``Page[User]`` is a FastAPI ``response_model`` whose items are serialised by
     their output schema (secret fields left out); ``pages``, ``has_next`` and ``has_prev`` are in the output.
+    ``total_kind`` says what ``total`` is: ``"exact"`` (a count), ``"estimated"`` (the planner's estimate,
+    made consistent with the page: never below the rows it proves exist, exact on the last page) or
+    ``"none"`` (``total`` and ``pages`` are None). ``has_next`` is always right: from the total when it is
+    exact, otherwise from fetching one row more than the page.
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     items: list[T]
-    total: int
+    total: int | None
     page: int
     limit: int
+    total_kind: TotalKind = "exact"
+    has_next: bool = False
+    """Whether a later page has rows; left out, it is worked out from an exact ``total``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _next_from_total(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("has_next") is None:
+            total, page, limit = data.get("total"), data.get("page"), data.get("limit")
+            if isinstance(total, int) and isinstance(page, int) and isinstance(limit, int) and limit > 0:
+                data = {**data, "has_next": page < math.ceil(total / limit)}
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def pages(self) -> int:
+    def pages(self) -> int | None:
+        if self.total is None:
+            return None
         return math.ceil(self.total / self.limit) if self.limit else 0
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -103,6 +122,65 @@ def check_page(page: Any, limit: Any, max_limit: int) -> tuple[int, int]:
     if errors:
         raise ValidationError(errors)
     return page, limit
+
+
+def check_total(total: Any, default: Any, owner: str) -> TotalKind:
+    """The kind of total a page carries: the call's ``total``, else ``default`` (the manager's or model's).
+
+    Args:
+        total: ``"exact"``, ``"estimated"``, ``"none"``, or None for the default.
+        default: the class-level default, checked too.
+        owner: where ``default`` was declared (``"ArticleManager.page_total"``), for the error.
+
+    Raises:
+        ValidationError: under ``total`` when the call's value is not one of the three.
+        ConfigurationError: naming ``owner`` when the class-level default is not.
+    """
+    allowed = ", ".join(repr(kind) for kind in TOTAL_KINDS)
+    if total is None:
+        if default not in TOTAL_KINDS:
+            raise ConfigurationError(f"{owner} must be one of {allowed}, got {default!r}")
+        return default
+    if not isinstance(total, str) or total not in TOTAL_KINDS:
+        raise ValidationError({"total": f"expected one of {allowed}"})
+    return total
+
+
+def settled_estimate(estimate: float, *, page: int, limit: int, shown: int, more: bool) -> int:
+    """The planner's ``estimate`` made consistent with a page of ``shown`` rows (``more``: a next page has rows).
+
+    Never below the rows the page proves exist; exact once the page is the last one with rows; a page past
+    the end says at most its offset.
+    """
+    offset = (page - 1) * limit
+    if more:
+        return max(round(estimate), offset + shown + 1)
+    if shown or page == 1:
+        return offset + shown
+    return max(0, min(round(estimate), offset))
+
+
+async def offset_page(
+    fetch: Callable[[int], Awaitable[Sequence[T]]],
+    totals: Mapping[str, Callable[[], Awaitable[float]]],
+    *, kind: TotalKind, page: int, limit: int,
+) -> Page[T]:
+    """A ``Page`` from ``fetch(n)`` (up to ``n`` rows from the page's offset) and the total of ``kind``.
+
+    ``totals["exact"]`` counts, ``totals["estimated"]`` estimates; either runs beside the rows. Without an
+    exact total one row more than the page is fetched, so ``has_next`` is known anyway.
+    """
+    if kind == "exact":
+        items, total = await asyncio.gather(fetch(limit), totals["exact"]())
+        return Page(items=list(items), total=int(total), page=page, limit=limit)
+    if kind == "estimated":
+        rows, estimate = await asyncio.gather(fetch(limit + 1), totals["estimated"]())
+    else:
+        rows, estimate = await fetch(limit + 1), None
+    more, items = len(rows) > limit, list(rows[:limit])
+    settled = None if estimate is None else settled_estimate(estimate, page=page, limit=limit, shown=len(items),
+                                                              more=more)
+    return Page(items=items, total=settled, page=page, limit=limit, total_kind=kind, has_next=more)
 
 
 def _tag(value: Any) -> list[Any]:

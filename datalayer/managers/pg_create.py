@@ -8,18 +8,18 @@ the same thing, and the audit ``changes`` are the same JSON text the COPY path w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from tortoise import timezone
-from tortoise.connection import get_connection
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
-from datalayer.config import CONNECTION_NAME
 from datalayer.core.audit_log import AuditLog
 from datalayer.ids import uuid7
-from datalayer.managers import auditing
+from datalayer.managers import auditing, pg_driver
 from datalayer.managers.bulk import complete_rows, copy_records, insert_columns, saved_instances
 
 
@@ -45,12 +45,24 @@ def _statement(model: type[Model]) -> str:
     )
 
 
-async def create_in_one_statement(model: type[Model], values: dict[str, Any], stamps: dict[str, Any]) -> Any:
-    """Insert ``values`` (validated) completed with defaults and ``stamps``; the stored row as an instance."""
+@cache
+def _key_maker(model: type[Model]) -> Callable[[], Any] | None:
+    default = model._meta.fields_map[model._meta.pk_attr].default
+    return default if callable(default) else None
+
+
+async def create_in_one_statement(model: type[Model], values: dict[str, Any], stamps: dict[str, Any],
+                                  client: BaseDBAsyncClient | None = None) -> Any:
+    """Insert ``values`` (validated) completed with defaults and ``stamps`` on ``client`` (default: the
+    current connection); the stored row as an instance."""
+    pk, make_key = model._meta.pk_attr, _key_maker(model)
+    if make_key is not None and pk not in values:
+        stamps = {**stamps, pk: make_key()}  # made here: complete_rows' batch maker costs more for one key
     row = complete_rows(model, [values], **stamps)[0]
     params: list[Any] = list(copy_records(model, [row])[0])
     if getattr(model, "audited", True):
-        params += [uuid7(), timezone.now(), current_actor(), str(row[model._meta.pk_attr]),
+        params += [uuid7(), timezone.now(), current_actor(), str(row[pk]),
                    auditing.creation_changes_json(model, row), current_correlation_id()]
-    await get_connection(CONNECTION_NAME).execute_query(_statement(model), params)
+    await pg_driver.fetch(_statement(model), params, client)
     return saved_instances(model, [row])[0]
+

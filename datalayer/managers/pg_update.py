@@ -3,8 +3,9 @@
 The generic path needs BEGIN, SELECT ... FOR UPDATE, UPDATE, INSERT audit, COMMIT. Here one CTE does it:
 ``old`` locks the live row (READ COMMITTED re-reads it after a competing writer commits, so the version it
 sees is current), ``upd`` applies the change only if the version matches and something really differs,
-``aud`` writes the ``{field: [old, new]}`` diff computed in SQL, and the final SELECT tells apart "missing",
-"version moved" and "nothing changed".
+``aud`` writes the ``{field: [old, new]}`` diff (old values rendered in SQL as the generic path renders them,
+new ones sent as JSON, see ``pg_audit``), and the final SELECT tells apart "missing", "version moved" and
+"nothing changed".
 """
 
 from __future__ import annotations
@@ -15,73 +16,99 @@ from functools import cache
 from typing import Any
 
 from tortoise import timezone
-from tortoise.connection import get_connection
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
-from datalayer.config import CONNECTION_NAME
-from datalayer.core.audit_log import AuditLog
 from datalayer.ids import uuid7
+from datalayer.managers import auditing, pg_audit, pg_driver
 from datalayer.managers.bulk import driver_value
-from datalayer.managers.pg_audit import jsonb_object, masked_value
+from datalayer.managers.pg_audit import quoted
 
 OLD_VERSION = "_dl_old_version"
+#: now, or just after the row's last write when a writer whose lock this one waited for stamped a later time
+STAMP = "GREATEST($2, old.\"updated_at\" + interval '1 microsecond')"
 
 
 def supported(model: type[Model]) -> bool:
-    fields = model._meta.fields_map
-    return all(name in fields for name in ("deleted_at", "version", "updated_at", "updated_by"))
+    """Soft-deletable, versioned models keyed by ``id`` whose audit values render in SQL (``pg_audit``): the
+    models whose updates, deletes and restores (``pg_set_writes``) take one statement."""
+    meta = model._meta
+    kept = ("deleted_at", "deleted_by", "version", "updated_at", "updated_by")
+    return (all(name in meta.fields_map for name in kept) and meta.pk_attr == meta.db_pk_column == "id"
+            and pg_audit.renderable(model))
+
+
+Entries = list[tuple[str, str | None, str]]
+
+
+def set_values(model: type[Model], names: Sequence[str], first: int, row: str,
+               audit_row: str | None = None) -> tuple[str, str, Entries]:
+    """For an update of ``names`` whose values are ``$first``.. and their audit JSON the parameters after:
+    the ``SET`` list, the condition "the row ``row`` differs", and the audit ``changes`` entries. The entries
+    read the old values from ``row``, or, given ``audit_row``, from the ``carried`` columns it returned."""
+    projection = model._meta.fields_db_projection
+    sets: list[str] = []
+    differs: list[str] = []
+    entries: Entries = []
+    for index, name in enumerate(names):
+        column, value, shown = projection[name], f"${first + index}", f"${first + len(names) + index}"
+        sets.append(f"{quoted(column)} = {value}")
+        differs.append(f"{row}.{quoted(column)} IS DISTINCT FROM {value}")
+        before = f"{row}.{quoted(column)}" if audit_row is None else f"{audit_row}.{carried(column)}"
+        old = pg_audit.old_value(model, name, before)
+        pair = f"jsonb_build_array({old}, {shown}::jsonb)"
+        entries.append((name, f"{before} IS DISTINCT FROM {value}", pair))
+    return ", ".join(sets), " OR ".join(differs), entries
+
+
+def carried(column: str) -> str:
+    """The name a write's ``RETURNING`` gives the old value of ``column``, for the audit row to read."""
+    return quoted(f"_dl_old_{column}")
+
+
+def audit_values(model: type[Model], names: Sequence[str], values: dict[str, Any]) -> list[Any]:
+    """The parameters ``set_values`` expects: the values as the driver takes them, then their audit JSON."""
+    return [*(driver_value(model, name, values[name]) for name in names),
+            *(auditing.value_json(model, name, values[name]) for name in names)]
 
 
 @cache
 def _statement(model: type[Model], names: tuple[str, ...]) -> str:
-    meta = model._meta
-    table = meta.db_table
-    columns = [meta.fields_db_projection[name] for name in names]
-    secret = set(getattr(model, "secret_fields", ()))
-    # $1 id, $2 now, $3 actor, $4 expected version, $5 audit id, $6 record id text, $7 correlation, $8.. values
-    sets = ", ".join(f'"{column}" = ${8 + i}' for i, column in enumerate(columns))
-    differs = " OR ".join(f't."{column}" IS DISTINCT FROM ${8 + i}' for i, column in enumerate(columns))
-    read = ", ".join(f'"{column}"' for column in {*columns, "id", "version"})
+    table = quoted(model._meta.db_table)
+    projection = model._meta.fields_db_projection
+    read = ", ".join(map(quoted, sorted({"id", "version", "updated_at", *(projection[n] for n in names)})))
+    # $1 id, $2 now, $3 actor, $4 expected version, $5 audit id, $6 record id text, $7 correlation,
+    # $8.. values (and their audit JSON)
+    sets, differs, entries = set_values(model, names, 8, "old")
     sql = (
-        f'WITH old AS (SELECT {read} FROM "{table}" WHERE "id" = $1 AND "deleted_at" IS NULL FOR UPDATE), '
-        f'upd AS (UPDATE "{table}" AS t SET {sets}, "updated_at" = $2, "updated_by" = $3, '
+        f'WITH old AS (SELECT {read} FROM {table} WHERE "id" = $1 AND "deleted_at" IS NULL FOR UPDATE), '
+        f'upd AS (UPDATE {table} AS t SET {sets}, "updated_at" = {STAMP}, "updated_by" = $3, '
         f'"version" = t."version" + 1 FROM old WHERE t."id" = old."id" '
         f'AND old."version" = COALESCE($4::int, old."version") AND ({differs}) RETURNING t.*)'
     )
     if getattr(model, "audited", True):
-        pairs = []
-        for name, column in zip(names, columns, strict=True):
-            old_ref, new_ref = f'old."{column}"', f'upd."{column}"'
-            if name in secret:
-                pair = f"jsonb_build_array({masked_value(old_ref)}, {masked_value(new_ref)})"
-            else:
-                pair = f"jsonb_build_array(to_jsonb({old_ref}), to_jsonb({new_ref}))"
-            pairs.append((name, f"CASE WHEN {old_ref} IS DISTINCT FROM {new_ref} THEN {pair} END"))
-        audit_table = AuditLog._meta.db_table
-        sql += (
-            f', aud AS (INSERT INTO "{audit_table}" ("id", "created_at", "updated_at", "actor_id", "action", '
-            f'"table_name", "record_id", "changes", "correlation_id") '
-            f"SELECT $5, $2, $2, $3, 'update', '{table}', $6, "
-            f'{jsonb_object(pairs)}, $7 FROM old JOIN upd ON upd."id" = old."id")'
-        )
-    return sql + f' SELECT old."version" AS "{OLD_VERSION}", upd.* FROM old LEFT JOIN upd ON upd."id" = old."id"'
+        audit = pg_audit.insert_from(model, "update", 'old JOIN upd ON upd."id" = old."id"',
+                                     now='upd."updated_at"', actor="$3", correlation="$7", record_id="$6",
+                                     changes_sql=pg_audit.changes(entries), audit_id="$5")
+        sql += f", aud AS ({audit})"
+    found = f'SELECT old."version" AS "{OLD_VERSION}", upd.* FROM old LEFT JOIN upd ON upd."id" = old."id"'
+    return f"{sql} {found}"
 
 
 async def update_in_one_statement(
-    model: type[Model], key: uuid.UUID, values: dict[str, Any], expected_version: int | None
+    model: type[Model], key: uuid.UUID, values: dict[str, Any], expected_version: int | None,
+    client: BaseDBAsyncClient | None = None,
 ) -> tuple[int | None, Any | None]:
     """Returns ``(version found, updated instance)``: ``(None, None)`` when no live row has ``key``;
     ``(v, None)`` when the version did not match or nothing changed."""
     names = tuple(sorted(values))
     params: list[Any] = [key, timezone.now(), current_actor(), expected_version, uuid7(), str(key),
-                         current_correlation_id()]
-    params.extend(driver_value(model, name, values[name]) for name in names)
-    rows: Sequence[dict] = await get_connection(CONNECTION_NAME).execute_query_dict(_statement(model, names), params)
+                         current_correlation_id(), *audit_values(model, names, values)]
+    rows = await pg_driver.fetch(_statement(model, names), params, client)
     if not rows:
         return None, None
-    row = dict(rows[0])
-    found_version = row.pop(OLD_VERSION)
-    if row.get("id") is None:
-        return found_version, None
-    return found_version, model._init_from_db(**row)
+    row = rows[0]  # the driver's record: _init_from_db reads the model's columns from it, ignoring the rest
+    if row["id"] is None:
+        return row[OLD_VERSION], None
+    return row[OLD_VERSION], model._init_from_db(**row)
