@@ -8,19 +8,25 @@ the same thing, and the audit ``changes`` are the same JSON text the COPY path w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+import asyncpg
 from tortoise import timezone
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.core.audit_log import AuditLog
+from datalayer.errors import DatabaseUnavailableError
 from datalayer.ids import uuid7
 from datalayer.managers import auditing, pg_driver
 from datalayer.managers.bulk import complete_rows, copy_records, insert_columns, saved_instances
+from datalayer.transactions import in_transaction_block
+
+log = logging.getLogger("datalayer.managers")
 
 
 def supported(model: type[Model]) -> bool:
@@ -63,6 +69,31 @@ async def create_in_one_statement(model: type[Model], values: dict[str, Any], st
     if getattr(model, "audited", True):
         params += [uuid7(), timezone.now(), current_actor(), str(row[pk]),
                    auditing.creation_changes_json(model, row), current_correlation_id()]
-    await pg_driver.fetch(_statement(model), params, client)
+    try:
+        await pg_driver.fetch(_statement(model), params, client)
+    except DatabaseUnavailableError as exc:
+        if not exc.maybe_committed or in_transaction_block():  # a transaction fails whole: nothing to settle
+            raise
+        await _settle(model, params, exc)
     return saved_instances(model, [row])[0]
 
+
+async def _settle(model: type[Model], params: list[Any], lost: DatabaseUnavailableError) -> None:
+    """The connection died with the INSERT in flight: it may or may not have committed. The same statement is
+    sent again with the same keys (made here, not by the database): it inserts the row if the first did
+    not, and meets the primary key if it did (a first still running holds the key until it ends), so the
+    row and its audit row exist exactly once either way.
+
+    Raises:
+        DatabaseUnavailableError: ``lost`` (still ``maybe_committed``) when the database cannot be reached.
+    """
+    try:
+        await pg_driver.fetch(_statement(model), params)
+    except asyncpg.UniqueViolationError as exc:
+        keys = {f"{model._meta.db_table}_pkey", f"{AuditLog._meta.db_table}_pkey"}
+        if exc.constraint_name not in keys:
+            raise
+        log.info("a create whose connection was lost had committed; %s %s returned as stored",
+                 model.__name__, params[0] if params else "")
+    except DatabaseUnavailableError:
+        raise lost from None
