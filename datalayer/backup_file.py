@@ -40,8 +40,23 @@ class BackupIntegrityError(ValidationError):
         super().__init__({"file": f"{file}{where}: {problem}"})
 
 
+#: the longest line a backup holds (one row as JSON): restore reads a line at a time, so this bounds its memory
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
 def _line(item: dict[str, Any]) -> bytes:
     return (json.dumps(item) + "\n").encode()
+
+
+def _bounded_lines(source: IO[bytes], path: Path) -> Iterator[bytes]:
+    """The lines of ``source``, refusing one longer than ``MAX_LINE_BYTES`` before it is read whole."""
+    number = 1
+    while line := source.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES:
+            raise BackupIntegrityError(path, f"a line longer than {MAX_LINE_BYTES // 2**20} MiB: not a line a "
+                                       "datalayer backup writes", line=number)
+        yield line
+        number += 1
 
 
 def _trailer_of(item: Any) -> dict[str, Any] | None:
@@ -70,8 +85,15 @@ class BackupWriter:
         self._write(_line({"format": FORMAT, "format_version": FORMAT_VERSION, **header}))
 
     def row(self, table: str, row: dict[str, Any]) -> None:
-        """One row of ``table`` (a table named in ``tables``), values already JSON-ready."""
+        """One row of ``table`` (a table named in ``tables``), values already JSON-ready.
+
+        Raises:
+            ValidationError: the row is longer than ``MAX_LINE_BYTES`` as JSON (restore could not read it back).
+        """
         line = _line({"table": table, "row": row})
+        if len(line) > MAX_LINE_BYTES:
+            raise ValidationError({"row": f"a row of {table} is {len(line) // 2**20} MiB as JSON; backups hold rows "
+                                          f"up to {MAX_LINE_BYTES // 2**20} MiB (use pg_dump for this table)"})
         self._write(line)
         self._table_digests[table].update(line)
         self.counts[table] += 1
@@ -150,7 +172,7 @@ def read_header(path: Path) -> dict[str, Any]:
         OSError: the file cannot be read.
     """
     with path.open("rb") as source:
-        return _header(source.readline(), path)
+        return _header(next(_bounded_lines(source, path), b""), path)
 
 
 def _header(line: bytes, path: Path) -> dict[str, Any]:
@@ -187,9 +209,10 @@ class VerifiedBackup:
         changed = BackupIntegrityError(self.path, "the file changed while it was being restored; nothing was "
                                        "restored, run the restore again")
         self.source.seek(0)
-        digest = hashlib.sha256(self.source.readline())
+        lines = _bounded_lines(self.source, self.path)
+        digest = hashlib.sha256(next(lines, b""))
         pending: bytes | None = None
-        for raw in self.source:
+        for raw in lines:
             if pending is not None:
                 digest.update(pending)
                 try:
@@ -228,7 +251,8 @@ CUT_SHORT = ("has no trailer after line {line}: the backup is incomplete (cut sh
 
 
 def _verify(source: IO[bytes], path: Path) -> VerifiedBackup:
-    first = source.readline()
+    lines = _bounded_lines(source, path)
+    first = next(lines, b"")
     header = _header(first, path)
     version = header.get("format_version")
     if not isinstance(version, int) or version < FORMAT_VERSION:
@@ -243,7 +267,7 @@ def _verify(source: IO[bytes], path: Path) -> VerifiedBackup:
     counts = dict.fromkeys(listed, 0)
     table_digests = {table: hashlib.sha256() for table in listed}
     pending, number = None, 1
-    for raw in source:
+    for raw in lines:
         if pending is not None:
             _check_row(pending, number, path, counts, table_digests)
             digest.update(pending)

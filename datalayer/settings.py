@@ -37,6 +37,7 @@ Environment = Literal["development", "test", "production"]
 DEFAULT_SQLITE_PATH = "datalayer.sqlite3"
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "asyncpg", "postgresql+asyncpg"}
 _SSL_OFF = {"disable", "false", "0", "no", "off", "allow", "prefer"}
+_SSL_MODES = _SSL_OFF | {"require", "verify-ca", "verify-full", "true", "1", "on", "yes"}
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 #: Docker and Kubernetes service links set e.g. POSTGRES_PORT=tcp://10.0.0.7:5432 for a service "postgres"
 _LINK_PORT = re.compile(r"^\s*tcp://[^/]*:(\d+)/?\s*$")
@@ -357,6 +358,8 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip().lower().startswith(_REDIS_SCHEMES):
             raise ValueError("unsupported scheme")
+        if value is not None and "#" in value.get_secret_value():
+            raise ValueError("'#' starts a URL fragment, which would be dropped: percent-encode it as %23")
         return value
 
     @field_validator("db_max_connections")
@@ -564,6 +567,9 @@ def parse_database_url(url: str, *, source: str = "DATABASE_URL") -> DatabaseTar
         raise ConfigurationError(f"{source} must name a host and a database: postgres://user@host:5432/db")
     options = _checked_options(dict(parse_qsl(parts.query)), source)
     ssl = options.pop("sslmode", None) or options.pop("ssl", None)
+    if ssl is not None and ssl.lower() not in _SSL_MODES:
+        raise ConfigurationError(f"{source} option sslmode must be one of {', '.join(sorted(_SSL_MODES))}, "
+                                 f"got {ssl[:40]!r}")
     ssl = None if ssl is None or ssl.lower() in _SSL_OFF else ("require" if ssl.lower() in {"true", "1", "on", "yes"} else ssl)
     return DatabaseTarget(
         "postgres",
@@ -611,7 +617,10 @@ def _checked_options(options: dict[str, str], source: str) -> dict[str, str]:
 
 def parse_replica_urls(text: str, *, source: str = "DATABASE_REPLICA_URLS") -> list[DatabaseTarget]:
     """``postgres://...`` URLs separated by commas (a comma followed by a scheme starts the next URL)."""
-    targets = [parse_database_url(part.strip(), source=source) for part in _NEXT_URL.split(text.strip()) if part.strip()]
-    if any(not target.is_postgres for target in targets):
-        raise ConfigurationError(f"{source} lists PostgreSQL read replicas: postgres://user@replica:5432/db, ...")
-    return targets
+    usage = f"{source} lists PostgreSQL read replicas, separated by commas: postgres://user@replica:5432/db,..."
+    parts = [part.strip() for part in _NEXT_URL.split(text.strip())]
+    if not all(parts) or any(part.endswith(",") or ",," in part for part in parts):
+        raise ConfigurationError(f"{usage} (an entry is empty)")
+    if any(not part.lower().startswith(tuple(f"{scheme}://" for scheme in _POSTGRES_SCHEMES)) for part in parts):
+        raise ConfigurationError(usage)
+    return [parse_database_url(part, source=source) for part in parts]

@@ -209,6 +209,10 @@ def translate(exc: BaseException, model: str = "record") -> DataLayerError:
         return DataLayerError(f"{model}: Redis refused the command: {root.__class__.__name__}: {root}")
     if isinstance(root, sqlite3.Error) and str(root).lower().startswith(_SQLITE_UNAVAILABLE):
         return DatabaseUnavailableError(f"the SQLite database is unavailable: {root}")
+    if isinstance(root, TimeoutError | asyncio.TimeoutError):  # asyncpg's command_timeout, a connect timeout
+        return DatabaseUnavailableError(
+            "the database did not answer in time: a statement ran past DB_COMMAND_TIMEOUT_MS (it was cancelled)"
+            " or a connection attempt past DB_CONNECTION_TIMEOUT")
     if is_connection_lost(exc):
         return _unavailable(root)
     return DataLayerError(f"{model}: database operation failed: {root.__class__.__name__}: {root}")

@@ -21,7 +21,7 @@ from tortoise.transactions import in_transaction
 
 from datalayer import introspect
 from datalayer.backup import backup, restore
-from datalayer.backup_file import FORMAT_VERSION, BackupIntegrityError, open_backup
+from datalayer.backup_file import FORMAT_VERSION, MAX_LINE_BYTES, BackupIntegrityError, open_backup
 from datalayer.config import CONNECTION_NAME
 from datalayer.errors import DataLayerError
 from tests.conftest import SUITE_MIGRATIONS
@@ -350,3 +350,20 @@ async def test_replace_refuses_when_a_loaded_model_outside_the_backup_refers_to_
         await restore(target, ctx.models, ctx.settings, replace=True)
 
     assert await CachedNote.filter(author=ada).count() == 1 and await Author.all().count() == 2
+
+
+async def test_a_line_longer_than_any_backup_writes_is_refused_before_it_is_read_whole(ctx, tmp_path):
+    """A new user's trial: one 300 MB line took ~950 MB to refuse. Lines are read at most MAX_LINE_BYTES + 1
+    at a time, so such a file is refused at that cost."""
+    await fill()
+    huge = tmp_path / "one-long-line.jsonl"
+    with huge.open("wb") as out:
+        out.write(b'{"format": "datalayer-backup", "pad": "')
+        out.write(b"x" * (MAX_LINE_BYTES + 10))
+        out.write(b'"}\n')
+
+    with pytest.raises(BackupIntegrityError, match="longer than 64 MiB") as caught:
+        await restore(huge, ctx.models, ctx.settings, replace=True)
+
+    assert caught.value.line == 1
+    assert await Comment.all().count() == 4

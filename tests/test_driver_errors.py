@@ -204,3 +204,9 @@ def test_no_translated_error_is_a_driver_class():
     for cls in ASYNCPG[:40] + [socket.gaierror, sqlite3.DatabaseError]:
         exc = _instance(cls) if cls in ASYNCPG else cls("x")
         assert type(_translated(exc)).__module__ == "datalayer.errors"
+
+
+def test_a_timeout_says_which_setting_bounds_the_wait():
+    error = _translated(TimeoutError())
+    assert isinstance(error, DatabaseUnavailableError)
+    assert "DB_COMMAND_TIMEOUT_MS" in str(error) and "DB_CONNECTION_TIMEOUT" in str(error)

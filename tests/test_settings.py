@@ -354,3 +354,25 @@ def test_the_cli_prints_a_bad_value_as_one_line(env, monkeypatch, tmp_path, caps
     assert caught.value.exit_code == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == ["error: DB_MAX_CONNECTIONS must be a whole number >= 1, got '[abc]'"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"DATABASE_URL": "postgres://u:pw-secret@h/d?sslmode=bogus"}, "sslmode"),
+        ({"DATABASE_URL": "postgres://u@h/d", "DATABASE_REPLICA_URLS": "postgres://u:pw-secret@r1:5432/db,,"},
+         "DATABASE_REPLICA_URLS"),
+        ({"DATABASE_URL": "postgres://u@h/d", "DATABASE_REPLICA_URLS": "sqlite:///replica.sqlite3"},
+         "DATABASE_REPLICA_URLS"),
+        ({"DATABASE_URL": "postgres://u@h/d", "REDIS_URL": "redis+sentinel://:pw-secret@127.0.0.1:26379/my#m/0"},
+         "REDIS_URL"),
+    ],
+)
+def test_malformed_connection_settings_are_refused_when_read_naming_the_variable(variables, named):
+    """Found by a new user's trial: these were accepted and failed later (a retried 'outage', a replica
+    whose database was named 'db,,', a Sentinel master name cut at '#')."""
+    with pytest.raises(ConfigurationError) as caught:
+        loaded = settings(**variables)
+        _ = loaded.target, loaded.replica_targets
+    assert named in str(caught.value)
+    assert "pw-secret" not in str(caught.value)
