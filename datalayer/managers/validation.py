@@ -37,6 +37,14 @@ def writable_fields(model: type[Model]) -> dict[str, tf.Field]:
     }
 
 
+@cache
+def _writable_names(model: type[Model], purpose: Purpose) -> frozenset[str]:
+    """``writable_fields``' names (less the key on update), worked out once per model class: every
+    create and update checks its input against them."""
+    names = frozenset(writable_fields(model))
+    return names - {model._meta.pk_attr} if purpose == "update" else names
+
+
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
@@ -110,9 +118,7 @@ def validate_input(model: type[Model], data: Mapping[str, Any] | BaseModel, purp
     """Validated column values to write; only keys the caller set (so column defaults still apply)."""
     name = model.__name__
     schema = schema_for(model, purpose)
-    allowed = writable_fields(model)
-    if purpose == "update":
-        allowed = {k: v for k, v in allowed.items() if k != model._meta.pk_attr}
+    allowed = _writable_names(model, purpose)
     mapping = _as_mapping(data, name, purpose)
     unknown = [key for key in mapping if key not in allowed]
     if unknown:
