@@ -1,7 +1,7 @@
-"""datalayer against raw Tortoise and raw asyncpg, side by side in one run.
+"""datalayer against raw Tortoise, raw asyncpg and SQLAlchemy 2's async ORM, side by side in one run.
 
-    python -m benchmarks             # full run (about 8 minutes), prints the tables
-    python -m benchmarks --quick     # smoke run for CI (under a minute); numbers are not judged
+    python -m benchmarks             # full run (about 11 minutes), prints the tables
+    python -m benchmarks --quick     # smoke run for CI (about a minute); numbers are not judged
     python -m benchmarks --write-results benchmarks/RESULTS.md
 
 PostgreSQL and Redis come from the settings (DATABASE_URL, REDIS_URL; default: the local servers). The run
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis.asyncio as redis
 
-from benchmarks import event_loop, operations, scale, set_writes
+from benchmarks import event_loop, operations, scale, set_writes, sqlalchemy_peer
 from benchmarks.harness import Rounds, machine
 from benchmarks.report import Report, markdown, print_report
 from benchmarks.scratch import scratch_database, server_urls, stage
@@ -59,9 +59,9 @@ async def run(sizes: Sizes, mode: str) -> Report:
     async with scratch_database(server_url) as url:
         about = {**machine(), **await servers(url, redis_url)}
         print(f"measuring ({mode}) on {about['cpu']} ...", file=sys.stderr)
-        async with stage(url, redis_url) as stage_:
+        async with stage(url, redis_url) as stage_, sqlalchemy_peer.peer(url) as peer:
             results = await operations.measure(stage_, sizes.plan, rows=sizes.rows, bulk_rows=sizes.bulk_rows,
-                                               mixed_calls=sizes.mixed_calls)
+                                               mixed_calls=sizes.mixed_calls, peer=peer)
             results += await set_writes.measure(stage_, sizes.plan, rows=sizes.rows)
             loop = await event_loop.heartbeat_lag(stage_, logins=sizes.logins, bulk_rows=sizes.bulk_rows)
             print("pagination at depth ...", file=sys.stderr)

@@ -14,6 +14,9 @@ from tortoise.expressions import Q
 from benchmarks.harness import Latencies, Rounds, concurrent_latencies, interleaved, interleaved_once
 from benchmarks.models import BenchItem, BulkItem, CachedItem
 from benchmarks.scratch import Stage
+from benchmarks.sqlalchemy_peer import Peer
+from datalayer import ModelManager
+from datalayer.cache.read_through import apply_read_through
 from datalayer.managers.pagination import encode_cursor
 
 COLUMNS = "id, created_at, updated_at, deleted_at, deleted_by, created_by, updated_by, version, title, body, status, views"
@@ -45,6 +48,7 @@ class Result:
     note: str = ""
     p50_ms: dict[str, float] | None = None
     p99_ms: dict[str, float] | None = None
+    sqlalchemy: float | None = None  # SQLAlchemy 2 async ORM (benchmarks.sqlalchemy_peer), where it has the operation
 
 
 async def seeded(stage: Stage, rows: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
@@ -54,7 +58,8 @@ async def seeded(stage: Stage, rows: int) -> tuple[list[uuid.UUID], list[uuid.UU
     return [item.id for item in items], [item.id for item in cached]
 
 
-async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixed_calls: int) -> list[Result]:
+async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixed_calls: int,
+                  peer: Peer) -> list[Result]:
     ids, cached_ids = await seeded(stage, rows)
     items = stage.ctx.manager(BenchItem)
     pool, counter = stage.pool, itertools.count()
@@ -65,8 +70,10 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
         "datalayer": lambda: items.get(pick()),
         "tortoise": lambda: BenchItem.get(id=pick()),
         "asyncpg": lambda: pool.fetchrow(GET, pick()),
+        "sqlalchemy": lambda: peer.get(pick()),
     }, plan)
-    results.append(Result("get by id", "ops/s", get["datalayer"], get["tortoise"], get["asyncpg"]))
+    results.append(Result("get by id", "ops/s", get["datalayer"], get["tortoise"], get["asyncpg"],
+                          sqlalchemy=get["sqlalchemy"]))
 
     await asyncio.sleep(stage.ctx.cache.invalidation_guard * 2)  # past the guard after the seeding writes
     results += await cached_gets(stage, cached_ids, plan, "cached get", "near cache on (the default)")
@@ -81,17 +88,19 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
         "datalayer": lambda: items.create({"title": f"new {next(counter)}", "views": 1}),
         "tortoise": lambda: BenchItem.create(title=f"new {next(counter)}", views=1),
         "asyncpg": lambda: pool.execute(INSERT, uuid.uuid4(), f"new {next(counter)}", 1),
+        "sqlalchemy": lambda: peer.create(f"new {next(counter)}", 1),
     }, plan)
     results.append(Result("create", "ops/s", create["datalayer"], create["tortoise"], create["asyncpg"],
-                          "datalayer also writes the audit row"))
+                          "datalayer and SQLAlchemy also write the audit row", sqlalchemy=create["sqlalchemy"]))
 
     update = await interleaved({
         "datalayer": lambda: items.update(pick(), {"views": next(counter)}),
         "tortoise": lambda: BenchItem.filter(id=pick()).update(views=next(counter)),
         "asyncpg": lambda: pool.execute(UPDATE, pick(), next(counter)),
+        "sqlalchemy": lambda: peer.update(pick(), next(counter)),
     }, plan)
     results.append(Result("update one field", "ops/s", update["datalayer"], update["tortoise"], update["asyncpg"],
-                          "datalayer: version check + audit row"))
+                          "datalayer and SQLAlchemy: version check + audit row", sqlalchemy=update["sqlalchemy"]))
 
     async def tortoise_page() -> None:
         await asyncio.gather(BenchItem.all().order_by("-created_at", "-id").offset(40).limit(20),
@@ -104,9 +113,11 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
         "datalayer": lambda: items.find_many(page=3, limit=20, sort_by="created_at", sort_order="desc"),
         "tortoise": tortoise_page,
         "asyncpg": asyncpg_page,
+        "sqlalchemy": peer.page,
     }, plan)
-    results.append(Result("page of 20 + total", "ops/s", page["datalayer"], page["tortoise"], page["asyncpg"]))
-    results += await page_variants(stage, plan)
+    results.append(Result("page of 20 + total", "ops/s", page["datalayer"], page["tortoise"], page["asyncpg"],
+                          sqlalchemy=page["sqlalchemy"]))
+    results += await page_variants(stage, plan, peer=peer)
 
     middle = await pool.fetchrow("SELECT created_at, id FROM bench_item ORDER BY created_at, id OFFSET $1 LIMIT 1",
                                  rows // 2)
@@ -116,8 +127,10 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
         "datalayer": lambda: items.find_after(cursor, limit=20),
         "tortoise": lambda: BenchItem.filter(after).order_by("created_at", "id").limit(20),
         "asyncpg": lambda: pool.fetch(KEYSET, middle["created_at"], middle["id"]),
+        "sqlalchemy": lambda: peer.keyset(middle["created_at"], middle["id"]),
     }, plan)
-    results.append(Result("keyset page of 20", "ops/s", keyset["datalayer"], keyset["tortoise"], keyset["asyncpg"]))
+    results.append(Result("keyset page of 20", "ops/s", keyset["datalayer"], keyset["tortoise"], keyset["asyncpg"],
+                          sqlalchemy=keyset["sqlalchemy"]))
 
     async def delete_restore_datalayer() -> None:
         key = pick()
@@ -136,16 +149,19 @@ async def measure(stage: Stage, plan: Rounds, *, rows: int, bulk_rows: int, mixe
 
     soft = await interleaved({
         "datalayer": delete_restore_datalayer, "tortoise": delete_restore_tortoise, "asyncpg": delete_restore_asyncpg,
+        "sqlalchemy": lambda: peer.delete_restore(pick()),
     }, plan)
     results.append(Result("soft delete + restore", "pairs/s", soft["datalayer"], soft["tortoise"], soft["asyncpg"],
-                          "datalayer: row lock + audit rows"))
+                          "datalayer and SQLAlchemy: version check + audit rows", sqlalchemy=soft["sqlalchemy"]))
 
-    results.append(await bulk_insert(stage, bulk_rows, rounds=plan.rounds))
-    results.append(await mixed_load(stage, ids, calls=mixed_calls, rounds=max(1, plan.rounds // 2)))
+    results.append(await bulk_insert(stage, bulk_rows, rounds=plan.rounds, peer=peer))
+    results.append(await mixed_load(stage, ids, calls=mixed_calls, rounds=max(1, plan.rounds // 2), peer=peer))
+    cached = await warm_read_through(stage, ids[:100 * mixed_calls])
+    results.append(await mixed_load(stage, ids, calls=mixed_calls, rounds=max(1, plan.rounds // 2), cached=cached))
     return results
 
 
-async def page_variants(stage: Stage, plan: Rounds, *, label: str = "") -> list[Result]:
+async def page_variants(stage: Stage, plan: Rounds, *, label: str = "", peer: Peer | None = None) -> list[Result]:
     """Page 3 of 20 without a total, and with the planner's estimate instead of ``count(*)``."""
     items, pool = stage.ctx.manager(BenchItem), stage.pool
 
@@ -156,6 +172,7 @@ async def page_variants(stage: Stage, plan: Rounds, *, label: str = "") -> list[
         "datalayer": lambda: items.find_many(page=3, limit=20, sort_by="created_at", sort_order="desc", total="none"),
         "tortoise": lambda: BenchItem.all().order_by("-created_at", "-id").offset(40).limit(20),
         "asyncpg": lambda: pool.fetch(PAGE),
+        **({} if peer is None else {"sqlalchemy": lambda: peer.page(total=False)}),
     }, plan)
     estimated = await interleaved({
         "datalayer": lambda: items.find_many(page=3, limit=20, sort_by="created_at", sort_order="desc",
@@ -164,7 +181,7 @@ async def page_variants(stage: Stage, plan: Rounds, *, label: str = "") -> list[
     }, plan)
     return [
         Result(f"page of 20, no total{label}", "ops/s", bare["datalayer"], bare["tortoise"], bare["asyncpg"],
-               "datalayer fetches 21 rows to know has_next"),
+               "datalayer fetches 21 rows to know has_next", sqlalchemy=bare.get("sqlalchemy")),
         Result(f"page of 20 + estimated total{label}", "ops/s", estimated["datalayer"], None, estimated["asyncpg"],
                "the planner's row estimate (EXPLAIN), no count; asyncpg: the same page + EXPLAIN"),
     ]
@@ -223,17 +240,39 @@ async def empty_bulk_table(stage: Stage) -> None:
     await stage.sql("DELETE FROM audit_log WHERE table_name = 'bench_bulk_item'")
 
 
-async def bulk_insert(stage: Stage, size: int, *, rounds: int) -> Result:
-    contenders = bulk_contenders(stage, size)
+async def bulk_insert(stage: Stage, size: int, *, rounds: int, peer: Peer) -> Result:
+    contenders = {**bulk_contenders(stage, size), "sqlalchemy": lambda: peer.bulk_insert(size)}
     rates = await interleaved_once(contenders, rounds, size, before=lambda: empty_bulk_table(stage))
     await empty_bulk_table(stage)
     return Result(f"bulk insert {size:,} rows", "rows/s", rates["datalayer"], rates["tortoise"], rates["asyncpg"],
-                  "datalayer + audit rows; Tortoise bulk_create; asyncpg COPY")
+                  "datalayer + audit rows; Tortoise bulk_create; asyncpg COPY; SQLAlchemy bulk insert() + audit rows",
+                  sqlalchemy=rates["sqlalchemy"])
 
 
-async def mixed_load(stage: Stage, ids: list[uuid.UUID], *, calls: int, rounds: int, tasks: int = 100) -> Result:
-    """100 tasks over the pool of 10: 7 reads, 2 updates and 1 page in every 10 calls."""
-    items, pool = stage.ctx.manager(BenchItem), stage.pool
+class ReadThroughItems(ModelManager[BenchItem]):
+    """``bench_item`` read through the cache (no ``model`` in the class: not registered as its manager)."""
+
+    cached = True
+
+
+async def warm_read_through(stage: Stage, ids: list[uuid.UUID]) -> ModelManager[BenchItem]:
+    """A read-through manager of ``bench_item`` on the stage's cache, with ``ids`` read once (cache warm)."""
+    cached = ReadThroughItems(BenchItem)
+    apply_read_through(cached, stage.ctx.cache)
+    await asyncio.sleep(stage.ctx.cache.invalidation_guard * 2)  # past the guard after earlier writes
+    for start in range(0, len(ids), 50):
+        await asyncio.gather(*(cached.get(key) for key in ids[start:start + 50]))
+    return cached
+
+
+async def mixed_load(stage: Stage, ids: list[uuid.UUID], *, calls: int, rounds: int, tasks: int = 100,
+                     peer: Peer | None = None, cached: ModelManager[BenchItem] | None = None) -> Result:
+    """100 tasks over the pool of 10: 7 reads, 2 updates and 1 page in every 10 calls.
+
+    With ``cached`` (``warm_read_through``), datalayer reads through the cache, against asyncpg without one:
+    the same calls on the same rows (the rows updated are not among those read, so reads hit once warm).
+    """
+    items, pool = cached if cached is not None else stage.ctx.manager(BenchItem), stage.pool
     counter = itertools.count()
 
     def datalayer_call(index: int):
@@ -261,7 +300,20 @@ async def mixed_load(stage: Stage, ids: list[uuid.UUID], *, calls: int, rounds: 
             return lambda: pool.execute(UPDATE, key, next(counter))
         return lambda: asyncio.gather(pool.fetch(PAGE.replace("OFFSET 40", "OFFSET 20")), pool.fetchval(COUNT))
 
+    def sqlalchemy_call(index: int):
+        kind, key = index % 10, ids[index % len(ids)]
+        assert peer is not None
+        if kind < 7:
+            return lambda: peer.get(key)
+        if kind < 9:
+            return lambda: peer.update(key, next(counter))
+        return lambda: peer.page(offset=20)
+
     pickers = {"datalayer": datalayer_call, "tortoise": tortoise_call, "asyncpg": asyncpg_call}
+    if cached is not None:
+        del pickers["tortoise"]
+    if peer is not None:
+        pickers["sqlalchemy"] = sqlalchemy_call
     runs: dict[str, list[Latencies]] = {name: [] for name in pickers}
     for round_index in range(rounds):
         names = list(pickers)
@@ -269,10 +321,14 @@ async def mixed_load(stage: Stage, ids: list[uuid.UUID], *, calls: int, rounds: 
         for name in names[shift:] + names[:shift]:
             runs[name].append(await concurrent_latencies(tasks, calls, pickers[name]))
     best = {name: sorted(found, key=lambda run: run.ops_per_s)[len(found) // 2] for name, found in runs.items()}
+    rate = {name: run.ops_per_s for name, run in best.items()}
     return Result(
-        f"mixed load, {tasks} tasks / pool of 10", "ops/s",
-        best["datalayer"].ops_per_s, best["tortoise"].ops_per_s, best["asyncpg"].ops_per_s,
-        "70% get, 20% update, 10% page+total",
+        f"mixed load{'' if cached is None else ', cache on'}, {tasks} tasks / pool of 10", "ops/s",
+        rate["datalayer"], rate.get("tortoise"), rate["asyncpg"],
+        "70% get, 20% update, 10% page+total" + (
+            "; datalayer's gets read through the cache (Redis + near cache, warm), its updates invalidate; "
+            "asyncpg uncached" if cached is not None else ""),
         p50_ms={name: run.percentile(0.50) for name, run in best.items()},
         p99_ms={name: run.percentile(0.99) for name, run in best.items()},
+        sqlalchemy=rate.get("sqlalchemy"),
     )

@@ -44,6 +44,7 @@ class Report:
     def targets(self) -> list[Target]:
         get, page, update = self.result("get by id"), self.result("page of 20"), self.result("update")
         bulk, cached = self.result("bulk insert"), self.result("cached get,")
+        mixed_cached = self.result("mixed load, cache on")
         deepest = self.depths[-1]
         return [
             Target("get / Tortoise", get.datalayer / get.tortoise, 0.85, True),
@@ -52,6 +53,7 @@ class Report:
             Target("update / Tortoise", update.datalayer / update.tortoise, 0.8, True),
             Target("bulk insert with audit / Tortoise bulk_create", bulk.datalayer / bulk.tortoise, 2.0, True),
             Target("cached get, 16 readers / asyncpg uncached get", cached.datalayer / cached.asyncpg, 1.5, True),
+            Target("mixed load, cache on / asyncpg uncached", mixed_cached.datalayer / mixed_cached.asyncpg, 1.0, True),
             Target(f"keyset page at {deepest.depth:,} / page 1", deepest.keyset_ms / self.first_page_ms, 2.0, False),
             Target("worst heartbeat lag during authenticate (ms)", self.loop[0].worst_ms, 20.0, False),
         ]
@@ -68,17 +70,18 @@ def _ratio(ours: float, theirs: float | None) -> str:
 def operation_rows(report: Report) -> list[list[str]]:
     rows = []
     for r in report.operations:
-        cells = [r.operation, r.unit, _rate(r.datalayer), _rate(r.tortoise), _rate(r.asyncpg),
-                 _ratio(r.datalayer, r.tortoise), _ratio(r.datalayer, r.asyncpg)]
+        cells = [r.operation, r.unit, _rate(r.datalayer), _rate(r.tortoise), _rate(r.asyncpg), _rate(r.sqlalchemy),
+                 _ratio(r.datalayer, r.tortoise), _ratio(r.datalayer, r.asyncpg), _ratio(r.datalayer, r.sqlalchemy)]
         note = r.note
         if r.p50_ms and r.p99_ms:
             note += "; p50/p99 ms: " + ", ".join(
-                f"{name} {r.p50_ms[name]:.1f}/{r.p99_ms[name]:.1f}" for name in ("datalayer", "tortoise", "asyncpg"))
+                f"{name} {r.p50_ms[name]:.1f}/{r.p99_ms[name]:.1f}" for name in r.p50_ms)
         rows.append(cells + [note])
     return rows
 
 
-OPERATION_HEADER = ["operation", "unit", "datalayer", "Tortoise", "asyncpg", "vs Tortoise", "vs asyncpg", "notes"]
+OPERATION_HEADER = ["operation", "unit", "datalayer", "Tortoise", "asyncpg", "SQLAlchemy", "vs Tortoise", "vs asyncpg",
+                    "vs SQLAlchemy", "notes"]
 
 
 def depth_rows(report: Report) -> list[list[str]]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, overload
 
 from pydantic import BaseModel
 from tortoise import timezone
@@ -12,7 +12,8 @@ from datalayer.characters.models import Character, CharacterTemplate
 from datalayer.core import rules
 from datalayer.core.accounts import User
 from datalayer.errors import NotFoundError, ValidationError
-from datalayer.managers.base import ModelManager
+from datalayer.managers.base import BulkRows, ModelManager
+from datalayer.managers.bulk import Returning
 from datalayer.managers.pagination import Page, check_page
 from datalayer.transactions import transaction
 from datalayer.translate import translated
@@ -81,13 +82,25 @@ class CharacterManager(ModelManager[Character]):
                 await self._check_quota(values["user_id"], adding=1)
             return await super().create(values)
 
-    async def bulk_create(self, rows: Iterable[Mapping[str, Any] | BaseModel]) -> list[Character]:
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["instances"] = ...) -> list[Character]: ...
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["ids"]) -> list[Any]: ...
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["none"]) -> None: ...
+
+    async def bulk_create(self, rows: BulkRows, *, returning: Returning = "instances") -> list[Any] | None:
         """Insert many characters, all or none: ``QuotaExceededError`` when any user would pass their quota."""
         async with transaction():
-            created = await super().bulk_create(rows)
-            for user_id in sorted({character.user_id for character in created}):  # one lock order for all
+            if returning == "instances":
+                created: list[Any] = await super().bulk_create(rows)
+                users = {character.user_id for character in created}
+            else:
+                created = await super().bulk_create(rows, returning="ids")
+                users = set(await Character.filter(id__in=created).values_list("user_id", flat=True))
+            for user_id in sorted(users):  # one lock order for all
                 await self._check_quota(user_id, adding=0)
-        return created
+        return None if returning == "none" else created
 
     async def create_for_user(self, user_id: Any, data: Mapping[str, Any] | BaseModel) -> Character:
         """Create a character owned by ``user_id`` unless today's quota is used up (``QuotaExceededError``).

@@ -9,8 +9,8 @@ account (``deactivate_user``/``activate_user``) and every failed login are secur
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Any, ClassVar, Literal, overload
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -24,7 +24,8 @@ from datalayer.core.audit_log import AuditAction, AuditLog
 from datalayer.core.credentials import ApiKeyManager, SessionManager
 from datalayer.core.security_events import SECURITY_ACTIONS, record_event
 from datalayer.errors import ValidationError
-from datalayer.managers.base import Input, ModelManager
+from datalayer.managers.base import BulkRows, Input, ModelManager
+from datalayer.managers.bulk import Returning
 from datalayer.managers.by_key import fetch_by
 from datalayer.managers.pagination import Page
 from datalayer.managers.settings_aware import SettingsAware
@@ -88,14 +89,28 @@ class UserManager(SettingsAware, ModelManager[User]):
             values["password_hash"] = await self.hash_password(values.pop("password"))
         return await super().create(with_tier_quota(values))
 
-    async def bulk_create(self, rows: Iterable[Input]) -> list[User]:
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["instances"] = ...) -> list[User]: ...
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["ids"]) -> list[Any]: ...
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["none"]) -> None: ...
+
+    async def bulk_create(self, rows: BulkRows, *, returning: Returning = "instances") -> list[Any] | None:
         """Insert many users (``password_hash`` only), each with their tier's quota unless given."""
         def completed(row: Any) -> Any:  # anything else is left for validation to name
             if isinstance(row, BaseModel):
                 row = row.model_dump()
             return with_tier_quota(dict(row)) if isinstance(row, Mapping) else row
 
-        return await super().bulk_create(completed(row) for row in rules.rows_of(rows, model="User"))
+        if isinstance(rows, AsyncIterable):
+            async def streamed(source: AsyncIterable[Input]) -> AsyncIterator[Any]:
+                async for row in source:
+                    yield completed(row)
+
+            return await super().bulk_create(streamed(rows), returning=returning)
+        return await super().bulk_create((completed(row) for row in rules.rows_of(rows, model="User")),
+                                         returning=returning)
 
     async def create_user(self, email: str, password: str, **profile: Any) -> User:
         """A new user; ``ValidationError`` for bad input (password over 72 bytes), ``ConflictError`` if taken."""

@@ -7,8 +7,8 @@ Every write runs in a transaction (a savepoint inside a caller's), adds its ``Au
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 from tortoise import timezone
@@ -24,7 +24,7 @@ from datalayer.config import CONNECTION_NAME
 from datalayer.core.audit_log import AuditAction
 from datalayer.errors import ConcurrencyError, ConflictError, NotFoundError, ValidationError, shown
 from datalayer.managers import auditing, pg_create, pg_pages, pg_set_writes, pg_update, registry
-from datalayer.managers.bulk import insert_created
+from datalayer.managers.bulk import Returning, SourceFailed, insert_created
 from datalayer.managers.by_key import fetch_by_key
 from datalayer.managers.domain_rules import DomainRules
 from datalayer.managers.filters import check_flags, check_sort, checked_filters, filter_q, search_q
@@ -47,6 +47,7 @@ from datalayer.translate import translated
 ModelT = TypeVar("ModelT", bound=Model)
 T = TypeVar("T")
 Input = Mapping[str, Any] | BaseModel
+BulkRows = Iterable[Input] | AsyncIterable[Input]
 WriteListener = Callable[["ModelManager[Any]", list[Any]], Awaitable[object]]
 #: models whose ``guarded_fields`` the current task may write (inside a manager's ``domain_write()``)
 class ModelManager(DomainRules, SetWrites, Generic[ModelT]):
@@ -317,24 +318,61 @@ class ModelManager(DomainRules, SetWrites, Generic[ModelT]):
         await self._written([instance.pk])
         return instance
 
-    async def bulk_create(self, rows: Iterable[Input]) -> list[ModelT]:
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["instances"] = ...) -> list[ModelT]: ...
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["ids"]) -> list[Any]: ...
+    @overload
+    async def bulk_create(self, rows: BulkRows, *, returning: Literal["none"]) -> None: ...
+
+    async def bulk_create(self, rows: BulkRows, *, returning: Returning = "instances") -> list[Any] | None:
         """Insert many rows with their audit rows, all or none (COPY on PostgreSQL), ``bulk_batch_size`` at a time.
 
-        A bad row raises ``ValidationError`` keyed ``rows[i].field`` and nothing is written; ``rows`` that is
-        not an iterable of rows (None, one dict) is a ``ValidationError`` keyed ``rows``.
+        The whole load is one transaction (a savepoint inside a caller's): a failure in any row, chunk or
+        the commit leaves no row and no audit row written, and write listeners (the cache) hear of the ids
+        only after the commit, in slices of ``bulk_batch_size``.
+
+        Args:
+            rows: dicts or pydantic models, from any iterable or async iterable (a list, a generator, an
+                async generator reading a file): pulled ``bulk_batch_size`` rows at a time, never all held.
+            returning: ``"instances"`` (default) the stored rows as model instances; ``"ids"`` their primary
+                keys, in input order; ``"none"``: nothing. With ``"ids"`` or ``"none"`` and rows from a
+                generator, memory stays flat: about 12 MB added for a million rows with ``"none"``, plus
+                about 85 MB a million UUIDs for ``"ids"`` (``python -m benchmarks.bulk_memory``).
+
+        Returns:
+            A list of instances, a list of ids, or None, as ``returning`` says.
+
+        Raises:
+            ValidationError: a bad row, keyed ``rows[i].field`` (``i`` counts from 0 across the whole
+                stream); ``rows`` that is not an iterable of rows (None, one dict), keyed ``rows``; a
+                ``returning`` other than the three, keyed ``returning``.
+            ConflictError: a row breaks a unique rule.
         """
         from datalayer.core import rules  # the rules module imports this layer's values: import at call time
 
-        rows = rules.rows_of(rows, model=self._label)
+        if returning not in ("instances", "ids", "none"):
+            raise ValidationError({"returning": f"expected 'instances', 'ids' or 'none', got {shown(returning)}"},
+                                  model=self._label)
+        if not isinstance(rows, AsyncIterable):
+            rows = rules.rows_of(rows, model=self._label)
+        keep: Returning = "ids" if returning == "none" and self._write_listeners else returning
         stamps = self._creation_stamps()
-        async with transaction():
-            with translated(self._label):
-                instances = await insert_created(
-                    self.model, rows, shared=self._stamped(stamps), batch_size=self.bulk_batch_size,
-                    check=self._check_rows if self._has_rules else None,
-                )
-        await self._written([instance.pk for instance in instances])
-        return instances
+        try:
+            async with transaction():
+                with translated(self._label):
+                    kept = await insert_created(
+                        self.model, rows, shared=self._stamped(stamps), batch_size=self.bulk_batch_size,
+                        check=self._check_rows if self._has_rules else None, keep=keep,
+                    )
+        except SourceFailed as failed:  # the caller's own error, from their rows: as they raised it
+            raise failed.error from None
+        if self._write_listeners:
+            ids = kept if keep == "ids" else [instance.pk for instance in kept]
+            step = max(1, self.bulk_batch_size)
+            for start in range(0, len(ids), step):  # bounded work per call, however big the load
+                await self._written(ids[start:start + step])
+        return None if returning == "none" else kept
 
     async def _locked_row(self, key: Any, *, deleted: bool | None) -> ModelT:
         """The row, locked for the rest of the transaction (``FOR UPDATE`` where the backend has it)."""

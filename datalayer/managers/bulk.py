@@ -8,6 +8,10 @@ The write of chunk *k* runs as a task while chunk *k+1* is validated and convert
 the event loop every ``_SLICE`` rows, which both advances that task (each yield lets it take one protocol
 step, so the server ingests while Python works) and keeps other tasks responsive during a large import.
 A failure anywhere leaves the enclosing transaction to roll every chunk back.
+
+Input is pulled a chunk at a time from any iterable or async iterable, and the caller may keep instances,
+ids or nothing of what was written, so a load of millions of rows from a generator needs the memory of two
+chunks (``python -m benchmarks.bulk_memory`` measures it).
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import aclosing, contextmanager
 from functools import cache
 from itertools import islice
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel
 from tortoise import fields as tf
 from tortoise import timezone
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -30,6 +35,7 @@ from tortoise.models import Model
 
 from datalayer.config import CONNECTION_NAME
 from datalayer.core.audit_log import AuditLog
+from datalayer.errors import ValidationError
 from datalayer.ids import BATCH_MAKERS
 from datalayer.managers import auditing
 from datalayer.managers.validation import validate_many
@@ -38,6 +44,8 @@ _SLICE = 250  # rows prepared between two yields to the event loop
 #: what one chunk writes, in insertion order: (table or model, columns, rows as value tuples in that order);
 #: columns None: the rows are model instances (the ORM path)
 Tables = list[tuple[Any, tuple[str, ...] | None, list[Any]]]
+#: what ``bulk_create`` gives back: the stored rows as instances, their primary keys, or nothing
+Returning = Literal["instances", "ids", "none"]
 
 
 def _enum_value(value: Any) -> Any:
@@ -185,14 +193,14 @@ async def _copy_tables(connection: BaseDBAsyncClient, tables: Tables) -> None:
                 await raw.copy_records_to_table(table, records=records, columns=list(columns))  # type: ignore[arg-type]
 
 
-def _copy_batch(model: type[Model], complete: list[dict[str, Any]]) -> tuple[Tables, list[Any]]:
+def _copy_batch(model: type[Model], complete: list[dict[str, Any]], keep: Returning) -> tuple[Tables, list[Any]]:
     """PostgreSQL: the rows and their audit rows as COPY records (audit ``changes`` as compact JSON text),
-    and the instances to return."""
+    and what the caller keeps of them (``_kept``)."""
     return [
         (model._meta.db_table, insert_columns(model), copy_records(model, complete)),
         (AuditLog._meta.db_table, auditing.AUDIT_COLUMNS,
          auditing.creation_entries(model, complete, changes_of=auditing.creation_changes_json)),
-    ], saved_instances(model, complete)
+    ], _kept(model, complete, keep)
 
 
 async def _insert_tables(connection: BaseDBAsyncClient, tables: Tables) -> None:
@@ -202,25 +210,25 @@ async def _insert_tables(connection: BaseDBAsyncClient, tables: Tables) -> None:
             await model.bulk_create(instances, batch_size=len(rows), using_db=connection)
 
 
-def _orm_batch(model: type[Model], complete: list[dict[str, Any]]) -> tuple[Tables, list[Any]]:
+def _orm_batch(model: type[Model], complete: list[dict[str, Any]], keep: Returning) -> tuple[Tables, list[Any]]:
     """Other engines: the rows (as the very instances returned, so the ``auto_now`` values Tortoise stamps
     while inserting are the ones the caller sees) and their audit rows, for Tortoise's ``bulk_create``."""
     instances = saved_instances(model, complete)
     return [
         (model, None, instances),
         (AuditLog, auditing.AUDIT_COLUMNS, auditing.creation_entries(model, complete)),
-    ], instances
+    ], _kept(model, complete, keep, instances)
 
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection for the length of one bulk insert.
+    """No cyclic garbage collection while one chunk of a bulk insert is prepared.
 
-    Everything the insert allocates is kept (the rows, the records being copied, the returned instances),
-    so a collection meanwhile finds nothing, yet the allocations trigger young collections and, as the
-    survivors pile up, full-heap ones: about a seventh of a 20,000-row ``bulk_create``, and one full
+    Everything the preparation allocates is kept (the rows, the records being copied, the returned
+    instances), so a collection meanwhile finds nothing, yet the allocations trigger young collections and,
+    as the survivors pile up, full-heap ones: about a seventh of a 20,000-row ``bulk_create``, and one full
     collection was a 50 ms stall of the event loop. Other tasks keep running meanwhile; cyclic garbage they
-    make waits until the insert ends (well under a second for 20,000 rows), nothing is lost. If the
+    make waits until the chunk is prepared (tens of ms for 5,000 rows), nothing is lost. If the
     collector was already off (the app's choice, or an overlapping insert), it is left as it was.
     """
     if not gc.isenabled():
@@ -233,15 +241,76 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+def _kept(model: type[Model], complete: list[dict[str, Any]], keep: Returning,
+          instances: list[Any] | None = None) -> list[Any]:
+    """What the caller keeps of a slice: its rows as instances, their ids, or nothing."""
+    if keep == "instances":
+        return saved_instances(model, complete) if instances is None else instances
+    if keep == "ids":
+        pk = model._meta.pk_attr
+        return [row[pk] for row in complete]
+    return []
+
+
+class SourceFailed(Exception):
+    """The caller's rows raised ``error`` while being pulled; ``bulk_create`` re-raises it as it was, outside
+    the translation of driver errors (that would take an ``OSError`` of the caller's file or socket for a
+    lost database connection)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _chunks(rows: Iterable[Any] | AsyncIterable[Any], size: int) -> AsyncGenerator[list[Any], None]:
+    """``rows`` as lists of ``size`` (the last one shorter), pulled only as each list is needed.
+
+    Raises:
+        SourceFailed: ``rows`` raised while being pulled.
+    """
+    try:
+        if isinstance(rows, AsyncIterable):
+            chunk: list[Any] = []
+            async for row in rows:
+                chunk.append(row)
+                if len(chunk) >= size:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+            return
+        source = iter(rows)
+        while chunk := list(islice(source, size)):
+            yield chunk
+            del chunk  # let it go before the next one is pulled
+    except Exception as exc:  # only the source raises here (the consumer's errors never enter a generator)
+        raise SourceFailed(exc) from exc
+
+
+def _check_shapes(rows: Sequence[Any], first_index: int, model: type[Model]) -> None:
+    """A row that is neither a mapping nor a pydantic model is named by its position (``rows[i]``)."""
+    for index, row in enumerate(rows):
+        if type(row) is not dict and not isinstance(row, Mapping | BaseModel):
+            raise ValidationError({f"rows[{first_index + index}].__all__":
+                                   f"expected a dict or a pydantic model, got {type(row).__name__}"},
+                                  model=model.__name__)
+
+
 async def insert_created(
-    model: type[Model], rows: Iterable[Mapping[str, Any] | Any], *, shared: Mapping[str, Any], batch_size: int,
+    model: type[Model], rows: Iterable[Mapping[str, Any] | Any] | AsyncIterable[Mapping[str, Any] | Any], *,
+    shared: Mapping[str, Any], batch_size: int,
     check: Callable[[Sequence[Mapping[str, Any]], int], None] | None = None,
+    keep: Returning = "instances",
 ) -> list[Any]:
     """Validate and insert ``rows`` with one ``create`` audit row each, on the current connection.
 
+    ``rows`` may be any iterable or async iterable (a generator, a file reader): it is pulled ``batch_size``
+    rows at a time, so with ``keep`` ``"ids"`` or ``"none"`` memory stays flat whatever the row count (at most
+    two chunks in flight: one being written, the next being prepared).
     ``shared`` values (timestamps, actor) go into every row. ``check(rows, first_index)`` sees each slice of
     complete rows before it is written (the manager's domain rules; it raises to refuse them).
-    Returns the stored rows as model instances.
+    Returns the stored rows as model instances (``keep="instances"``), their primary keys (``"ids"``), or an
+    empty list (``"none"``).
     Call inside a transaction: a bad row in chunk *k* raises after earlier chunks were written.
     """
     connection = get_connection(CONNECTION_NAME)
@@ -249,30 +318,34 @@ async def insert_created(
         batch, write = _copy_batch, _copy_tables
     else:
         batch, write = _orm_batch, _insert_tables
-    instances: list[Any] = []
+    kept: list[Any] = []
     pending: asyncio.Future[None] | None = None
-    source, first_index = iter(rows), 0
-    with collector_paused():
+    first_index = 0
+    async with aclosing(_chunks(rows, max(1, batch_size))) as chunks:
         try:
-            while chunk := list(islice(source, batch_size)):
+            async for chunk in chunks:
+                _check_shapes(chunk, first_index, model)
                 tables: Tables = []
-                for start in range(0, len(chunk), _SLICE):
-                    validated = validate_many(model, chunk[start:start + _SLICE], first_index=first_index + start)
-                    complete = complete_rows(model, validated, **shared)
-                    if check is not None:
-                        check(complete, first_index + start)
-                    part, stored = batch(model, complete)
-                    if tables:
-                        for (_, _, records), (_, _, more) in zip(tables, part):
-                            records.extend(more)
-                    else:
-                        tables = part
-                    instances.extend(stored)
-                    await asyncio.sleep(0)  # the previous chunk's write takes a step
+                with collector_paused():  # per chunk: a long stream's own cyclic garbage is still collected
+                    for start in range(0, len(chunk), _SLICE):
+                        validated = validate_many(model, chunk[start:start + _SLICE], first_index=first_index + start)
+                        complete = complete_rows(model, validated, **shared)
+                        if check is not None:
+                            check(complete, first_index + start)
+                        part, stored = batch(model, complete, keep)
+                        if tables:
+                            for (_, _, records), (_, _, more) in zip(tables, part):
+                                records.extend(more)
+                        else:
+                            tables = part
+                        kept.extend(stored)
+                        await asyncio.sleep(0)  # the previous chunk's write takes a step
                 first_index += len(chunk)
+                del chunk
                 if pending is not None:
                     await pending
                 pending = asyncio.ensure_future(write(connection, tables))
+                del tables  # the write holds the records until it is done
             if pending is not None:
                 await pending
         except BaseException:
@@ -281,4 +354,4 @@ async def insert_created(
                 if not pending.cancelled():
                     pending.exception()  # the error already propagating wins; this one counts as seen
             raise
-    return instances
+    return kept
