@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from tortoise import timezone
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
-from tortoise.expressions import Q
 from tortoise.manager import Manager
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
@@ -27,17 +26,11 @@ from datalayer.managers import auditing, pg_create, pg_pages, pg_set_writes, pg_
 from datalayer.managers.bulk import Returning, SourceFailed, insert_created
 from datalayer.managers.by_key import fetch_by_key
 from datalayer.managers.domain_rules import DomainRules
-from datalayer.managers.filters import check_flags, check_sort, checked_filters, filter_q, search_q
+from datalayer.managers.filters import check_flags, checked_filters, filter_q, search_q
 from datalayer.managers.pagination import (
-    Chunk,
-    Page,
     TotalKind,
-    check_page,
-    check_total,
-    decode_cursor,
-    encode_cursor,
-    offset_page,
 )
+from datalayer.managers.paging import Paging
 from datalayer.managers.set_writes import SetWrites
 from datalayer.managers.validation import validate_input
 from datalayer.schema import LiveUnique
@@ -50,7 +43,7 @@ Input = Mapping[str, Any] | BaseModel
 BulkRows = Iterable[Input] | AsyncIterable[Input]
 WriteListener = Callable[["ModelManager[Any]", list[Any]], Awaitable[object]]
 #: models whose ``guarded_fields`` the current task may write (inside a manager's ``domain_write()``)
-class ModelManager(DomainRules, SetWrites, Generic[ModelT]):
+class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
     """Create, read, page, update, soft delete, restore and bulk work for one model.
 
     Subclass with ``model = MyModel`` to add domain methods; the subclass registers itself and the
@@ -162,58 +155,6 @@ class ModelManager(DomainRules, SetWrites, Generic[ModelT]):
         with translated(self._label):
             return await self._filtered(filters, None, include_deleted, False).first()
 
-    async def find_many(
-        self,
-        filters: Mapping[str, Any] | None = None,
-        *,
-        search: str | None = None,
-        page: int = 1,
-        limit: int = 20,
-        sort_by: str | None = None,
-        sort_order: str = "asc",
-        include_deleted: bool = False,
-        only_deleted: bool = False,
-        total: TotalKind | None = None,
-    ) -> Page[ModelT]:
-        """One page plus its total; filter and sort input goes through the model's allow-lists.
-
-        Args:
-            total: ``"exact"`` (a ``COUNT``), ``"estimated"`` (PostgreSQL: the planner's estimate, no row
-                counted; SQLite has none and counts, and the page says ``"exact"``) or ``"none"``; default:
-                the manager's ``page_total``, else the model's, else ``"exact"``. ``page.total_kind`` says
-                which one the page carries; ``has_next`` is right with each.
-
-        Raises:
-            ValidationError: a bad filter, search, page, limit, sort, flag or ``total``.
-            ConfigurationError: a ``page_total`` default that is not one of the three.
-        """
-        page, limit = check_page(page, limit, self.max_page_size)
-        sort_field, descending = check_sort(self.model, sort_by, sort_order)
-        kind = self._total_kind(total)
-        offset = (page - 1) * limit
-        fast = self._fast_where(filters, search, include_deleted, only_deleted)
-        if fast is not None:
-            def fetch(n: int) -> Any:
-                return pg_pages.page(self.model, fast, sort=sort_field, descending=descending, offset=offset, limit=n)
-            totals: dict[str, Any] = {"exact": lambda: pg_pages.count(self.model, fast),
-                                      "estimated": lambda: pg_pages.estimate(self.model, fast)}
-        else:
-            queryset = self._filtered(filters, search, include_deleted, only_deleted)
-            direction = "-" if descending else ""
-            ordered = queryset.order_by(f"{direction}{sort_field}", f"{direction}id").offset(offset)
-
-            def fetch(n: int) -> Any:
-                return ordered.limit(n)
-            totals = {"exact": queryset.count, "estimated": lambda: pg_pages.estimate_queryset(queryset)}
-        with translated(self._label):
-            return await offset_page(fetch, totals, kind=kind, page=page, limit=limit)
-
-    def _total_kind(self, total: Any) -> TotalKind:
-        owner = type(self).__name__ if self.page_total is not None else self._label
-        default = self.page_total if self.page_total is not None else getattr(self.model, "page_total", "exact")
-        kind = check_total(total, default, f"{owner}.page_total")
-        return "exact" if kind == "estimated" and not _on_postgres() else kind
-
     def _fast_where(
         self, filters: Mapping[str, Any] | None, search: Any, include_deleted: bool, only_deleted: bool
     ) -> pg_pages.Where | None:
@@ -229,56 +170,6 @@ class ModelManager(DomainRules, SetWrites, Generic[ModelT]):
         check_flags(self.model, include_deleted=include_deleted, only_deleted=only_deleted)
         return pg_pages.where_of(self.model, connection, checked_filters(self.model, filters), soft=self._soft,
                                  include_deleted=include_deleted, only_deleted=only_deleted)
-
-    async def find_after(
-        self,
-        cursor: str | None = None,
-        *,
-        limit: int = 100,
-        sort_by: str = "created_at",
-        sort_order: str = "asc",
-        filters: Mapping[str, Any] | None = None,
-        include_deleted: bool = False,
-    ) -> Chunk[ModelT]:
-        """Keyset pagination on ``(sort_by, id)``: stable under inserts, same cost at any depth."""
-        check_page(1, limit, max(self.max_page_size, 1000))
-        sort_field, descending = check_sort(self.model, sort_by, sort_order)
-        if self.model._meta.fields_map[sort_field].null:
-            raise ValidationError({"sort_by": f"{sort_field} can be NULL; keyset needs a NOT NULL field"},
-                                  model=self._label)
-        fast = self._fast_where(filters, None, include_deleted, False)
-        rows = fast if fast is not None else self._filtered(filters, None, include_deleted, False)
-        after = None if cursor is None else decode_cursor(self.model, cursor, sort_field, descending)
-        with translated(self._label):
-            if isinstance(rows, pg_pages.Where):
-                items = await pg_pages.chunk(self.model, rows, sort=sort_field, descending=descending, after=after,
-                                             limit=limit + 1)
-            else:
-                queryset = rows
-                if after is not None:
-                    (value, last_id), (past, beyond) = after, (("lt", "lte") if descending else ("gt", "gte"))
-                    queryset = queryset.filter(
-                        Q(**{f"{sort_field}__{beyond}": value}),
-                        Q(**{f"{sort_field}__{past}": value}) | Q(**{sort_field: value, f"id__{past}": last_id}),
-                    )
-                direction = "-" if descending else ""
-                items = list(await queryset.order_by(f"{direction}{sort_field}", f"{direction}id").limit(limit + 1))
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            last = items[-1]
-            next_cursor = encode_cursor(sort_field, descending, getattr(last, sort_field), last.pk)
-        return Chunk(items=items, next_cursor=next_cursor, limit=limit)
-
-    async def count(
-        self, filters: Mapping[str, Any] | None = None, *, search: str | None = None,
-        include_deleted: bool = False, only_deleted: bool = False,
-    ) -> int:
-        fast = self._fast_where(filters, search, include_deleted, only_deleted)
-        with translated(self._label):
-            if fast is not None:
-                return await pg_pages.count(self.model, fast)
-            return await self._filtered(filters, search, include_deleted, only_deleted).count()
 
     async def exists(
         self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False
