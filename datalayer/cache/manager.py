@@ -27,7 +27,9 @@ from datalayer.cache.epoch import DatabaseEpochStore, NamespaceEpoch
 from datalayer.cache.metrics import CacheMetrics
 from datalayer.cache.missed import MissedWrites
 from datalayer.cache.near import MISS, NearCache
+from datalayer.cache.seed_helpers import SeedHelpers
 from datalayer.cache.serialization import dumps, loads
+from datalayer.cache.shared_counters import SharedCounters
 from datalayer.cache.stampede import SingleFlight
 from datalayer.cache.tracking import InvalidationListener
 from datalayer.errors import ConfigurationError, DataLayerError, ValidationError
@@ -38,7 +40,7 @@ T = TypeVar("T")
 _TOMBSTONE = "\x00invalidated"  # never valid JSON, so never a stored value
 
 
-class Cache:
+class Cache(SeedHelpers, SharedCounters):
     """Namespaced JSON cache over a ``CacheBackend``, with an optional persistent database tier.
 
     Args:
@@ -392,24 +394,6 @@ class Cache:
             if locked:
                 await self._call(lambda: self.backend.release_lock(lock, token), False)
 
-    # ------------------------------------------------------------------ seed 002 helpers
-
-    async def cache_analysis_result(self, analysis_id: Any, result: Any, ttl: float | None = None) -> bool:
-        return await self.set(cache_keys.analysis_result(analysis_id), result, ttl)
-
-    async def get_cached_analysis_result(self, analysis_id: Any) -> Any:
-        return await self.get(cache_keys.analysis_result(analysis_id))
-
-    async def cache_user_data(self, user_id: Any, data: Any, ttl: float | None = None) -> bool:
-        return await self.set(cache_keys.user(user_id), data, ttl)
-
-    async def get_cached_user_data(self, user_id: Any) -> Any:
-        return await self.get(cache_keys.user(user_id))
-
-    async def invalidate_user_cache(self, user_id: Any) -> None:
-        """Forget everything cached about one user: ``user:{id}`` and ``user_analyses:{id}``."""
-        await self.delete(cache_keys.user(user_id), cache_keys.user_analyses(user_id))
-
     # ------------------------------------------------------------------ observability
 
     def stats(self) -> dict[str, Any]:
@@ -423,41 +407,6 @@ class Cache:
             "last_error": self.last_error,
             **({"near": self.near.describe()} if self.near is not None else {}),
             **self.backend.describe_state(),
-        }
-
-    async def publish_stats(self) -> None:
-        """Add this process's counter increments to the namespace's shared totals (best effort, bounded)."""
-        self._stats_published_at = time.monotonic()
-        increments = self.metrics.unpublished()
-        if increments:
-            try:
-                await self.backend.add_counters(self.ns.counters(), increments)
-            except BackendUnavailable as exc:
-                self.last_error = str(exc)
-                self.epoch.doubt()
-
-    async def _publish_in_background(self) -> None:
-        try:
-            await self.publish_stats()
-        finally:
-            self._publishing = None
-
-    async def shared_stats(self) -> dict[str, Any]:
-        """Totals every process using this namespace has published ({} when Redis is unreachable)."""
-        try:
-            totals = await self.backend.read_counters(self.ns.counters())
-        except BackendUnavailable as exc:
-            self.last_error = str(exc)
-            self.epoch.doubt()
-            return {}
-        if not totals:
-            return {}
-        lookups = totals.get("hits", 0) + totals.get("misses", 0)
-        calls = totals.get("calls", 0)
-        return {
-            **{name: int(totals.get(name, 0)) for name in ("hits", "misses", "errors", "sets", "deletes", "loads")},
-            "hit_ratio": round(totals.get("hits", 0) / lookups, 4) if lookups else None,
-            "avg_latency_ms": round(totals.get("total_ms", 0) / calls, 3) if calls else 0.0,
         }
 
     async def health(self) -> dict[str, Any]:
