@@ -118,3 +118,7 @@ class PrivateRedis:
     def resume(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+
+#: seconds after a write during which loads cannot refill a read-through row (the ``cached_ctx`` fixture's cache)
+GUARD = 0.05

@@ -19,7 +19,7 @@ from datalayer import Settings
 from datalayer.errors import DatabaseUnavailableError
 from datalayer.project import Project, load_project
 from datalayer.testing import TestDatabase, empty_tables, postgres_server, settings_for
-from tests.cache_support import PrivateRedis
+from tests.cache_support import GUARD, PrivateRedis, redis_cache, require_redis
 
 # The suite's models (tests/models.py) have their own migration history: every test database is built by the
 # migrations (datalayer's packs, then tests/migrations/models/), as production is. Tests that play another app
@@ -109,3 +109,16 @@ def app_folder(tmp_path, monkeypatch) -> Path:
     target = tmp_path / "notes_app"
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*", "*.jsonl", "tests"))
     return target
+
+
+@pytest.fixture
+async def cached_ctx(ctx):
+    """``ctx`` with a Redis cache in a private namespace (the default test cache is in-process), its write
+    guard ``GUARD`` seconds."""
+    require_redis()
+    cache = redis_cache(timeout_s=0.5, invalidation_guard=GUARD)
+    previous = ctx.use_cache(cache)
+    yield ctx
+    ctx.use_cache(previous)
+    await cache.invalidate_prefix("")
+    await cache.close()

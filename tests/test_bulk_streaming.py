@@ -11,7 +11,7 @@ import pytest
 
 from datalayer import ModelManager, ValidationError
 from datalayer.core.audit_log import AuditLog
-from tests.cache_support import redis_cache, require_redis
+from tests.cache_support import GUARD
 from tests.models import Article, CachedNote
 
 ROWS = 1000
@@ -158,19 +158,7 @@ async def test_write_listeners_hear_every_id_in_bounded_slices_after_the_commit(
     assert committed == [len(ids) for ids in heard]
 
 
-GUARD = 0.05  # seconds after a write during which loads cannot refill the row
 
-
-@pytest.fixture
-async def cached_ctx(ctx):
-    """``ctx`` with a Redis cache in a private namespace (as tests/test_cache_read_through.py)."""
-    require_redis()
-    cache = redis_cache(timeout_s=0.5, invalidation_guard=GUARD)
-    previous = ctx.use_cache(cache)
-    yield ctx
-    ctx.use_cache(previous)
-    await cache.invalidate_prefix("")
-    await cache.close()
 
 
 async def test_a_streamed_load_returning_none_invalidates_cached_rows_of_its_ids(cached_ctx, monkeypatch):

@@ -12,22 +12,10 @@ import pytest
 
 from datalayer import NotFoundError, transaction
 from datalayer.cache import Cache
-from tests.cache_support import redis_cache, require_redis
+from tests.cache_support import GUARD
 from tests.models import Author, CachedNote
 
-GUARD = 0.05  # seconds after a write during which loads cannot refill the row
 
-
-@pytest.fixture
-async def cached_ctx(ctx):
-    """``ctx`` with a Redis cache in a private namespace (the default test cache is in-process)."""
-    require_redis()
-    cache = redis_cache(timeout_s=0.5, invalidation_guard=GUARD)
-    previous = ctx.use_cache(cache)
-    yield ctx
-    ctx.use_cache(previous)
-    await cache.invalidate_prefix("")
-    await cache.close()
 
 
 async def prime(ctx, pk):

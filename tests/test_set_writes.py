@@ -19,7 +19,7 @@ import pytest
 
 from datalayer import ConcurrencyError, ConflictError, ModelManager, NotFoundError, ValidationError, acting_as
 from datalayer.core.audit_log import AuditLog
-from tests.cache_support import redis_cache, require_redis
+from tests.cache_support import GUARD
 from tests.models import Article, Author, CachedNote
 
 EDITOR = uuid.UUID("00000000-0000-7000-8000-0000000000ed")
@@ -27,7 +27,6 @@ UTC = dt.timezone.utc
 WHOLE_SECOND = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 MICROSECONDS = dt.datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 HALF_SECOND_PLUS_TWO = dt.datetime(2031, 6, 7, 8, 9, 10, 500000, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-GUARD = 0.05  # the read-through cache's write guard in these tests, seconds
 
 
 def ids(count: int, start: int = 1) -> list[uuid.UUID]:
@@ -309,17 +308,6 @@ async def test_write_listeners_hear_every_row_once_the_transaction_commits(ctx):
             raise RuntimeError("abort")
     assert len(heard) == 2
 
-
-@pytest.fixture
-async def cached_ctx(ctx):
-    """``ctx`` with a Redis cache in a private namespace (the default test cache is in-process)."""
-    require_redis()
-    cache = redis_cache(timeout_s=0.5, invalidation_guard=GUARD)
-    previous = ctx.use_cache(cache)
-    yield ctx
-    ctx.use_cache(previous)
-    await cache.invalidate_prefix("")
-    await cache.close()
 
 
 async def cached_reads(ctx, keys):
