@@ -96,7 +96,7 @@ class Paging(Generic[M]):
         owner = type(self).__name__ if self.page_total is not None else self._label
         default = self.page_total if self.page_total is not None else getattr(self.model, "page_total", "exact")
         kind = check_total(total, default, f"{owner}.page_total")
-        return "exact" if kind == "estimated" and not _on_postgres() else kind
+        return "exact" if kind == "estimated" and pg_pages.postgres_connection() is None else kind
 
     async def find_after(
         self,
@@ -147,8 +147,3 @@ class Paging(Generic[M]):
             if fast is not None:
                 return await pg_pages.count(self.model, fast)
             return await self._filtered(filters, search, include_deleted, only_deleted).count()
-
-
-
-def _on_postgres() -> bool:
-    return pg_pages.postgres_connection() is not None
