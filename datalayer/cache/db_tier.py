@@ -36,6 +36,14 @@ _ADVANCE = {
 }
 
 
+# The number and the Redis run recorded with it (``read_record``).
+_READ = {
+    "postgres": """SELECT (value->>'v')::bigint AS n, value->>'run' AS run FROM "{table}" WHERE key = $1""",
+    "sqlite": """SELECT json_extract(value, '$.v') AS n, json_extract(value, '$.run') AS run FROM "{table}"
+                 WHERE key = ?""",
+}
+
+
 # The Redis run (``INFO`` ``run_id``) the namespace's epoch is used on. A different one than recorded (a failover,
 # a restart) may lack invalidations the old one confirmed, so the epoch moves on (``v`` + 1); none recorded yet
 # (a new row, or the epoch just advanced, which clears it) is only recorded. Returns the row when it changed.
@@ -98,9 +106,11 @@ class PersistentCache:
 
     async def read_record(self, key: str) -> tuple[int, str | None]:
         """The number under ``key`` (0 when there is none) and the Redis run recorded with it (``enter_run``)."""
+        client = get_connection(CONNECTION_NAME)  # read on every cached write: SQL written once, not per call
+        sql = _READ[client.capabilities.dialect].format(table=CacheEntry._meta.db_table)
         with translated("CacheEntry"), primary_only():  # a lagging replica would show an older number
-            values: list[Any] = list(await CacheEntry.filter(key=key).limit(1).values_list("value", flat=True))
-        return (int(values[0]["v"]), values[0].get("run")) if values else (0, None)
+            _, rows = await client.execute_query(sql, [key])
+        return (int(rows[0]["n"]), rows[0]["run"]) if rows else (0, None)
 
     async def enter_run(self, key: str, run: str) -> int | None:
         """Record Redis run ``run`` with the number under ``key``, raising the number by one when another run

@@ -24,6 +24,7 @@ from datalayer.cache import keys as cache_keys
 from datalayer.cache.backend import BackendUnavailable, CacheBackend
 from datalayer.cache.db_tier import PersistentCache
 from datalayer.cache.epoch import DatabaseEpochStore, NamespaceEpoch
+from datalayer.cache.grouped import GroupedCalls
 from datalayer.cache.metrics import CacheMetrics
 from datalayer.cache.missed import MissedWrites
 from datalayer.cache.near import MISS, NearCache
@@ -33,6 +34,7 @@ from datalayer.cache.shared_counters import SharedCounters
 from datalayer.cache.stampede import SingleFlight
 from datalayer.cache.tracking import InvalidationListener
 from datalayer.errors import ConfigurationError, DataLayerError, ValidationError
+from datalayer.transactions import in_transaction_block
 
 log = logging.getLogger("datalayer.cache")
 T = TypeVar("T")
@@ -86,6 +88,7 @@ class Cache(SeedHelpers, SharedCounters):
         self.last_error: str | None = None
         self.lock_poll = 0.02
         self._flight = SingleFlight()
+        self._invalidations: GroupedCalls[str] = GroupedCalls(self._invalidate_now)
         self.missed = MissedWrites()
         self.stats_interval = 10.0
         self._stats_published_at = time.monotonic()
@@ -293,13 +296,23 @@ class Cache(SeedHelpers, SharedCounters):
 
     async def invalidate(self, *keys: str) -> None:
         """Drop ``keys`` and, for ``invalidation_guard`` seconds, stop loads begun before now from refilling
-        them with what they read (``get_or_set`` only fills absent keys)."""
+        them with what they read (``get_or_set`` only fills absent keys). Concurrent invalidations share one
+        epoch read and one Redis round trip (``grouped``); each returns once its keys are dropped."""
         names = [cache_keys.checked(key) for key in keys]
         if not names:
             return
+        if self.near is not None:  # read-your-writes here at once; other processes hear it from Redis
+            self.near.drop([self.ns.prefix + name for name in names])
+        if in_transaction_block():  # the epoch is read on the transaction's connection, by this task only
+            await self._invalidate_now(names)
+        else:
+            await self._invalidations.submit(names)
+
+    async def _invalidate_now(self, names: list[str]) -> None:
+        names = list(dict.fromkeys(names))
         await self._read_epoch_for_write(names)
         full = [self.ns.prefix + name for name in names]
-        if self.near is not None:  # read-your-writes here at once; other processes hear it from Redis
+        if self.near is not None:  # the epoch may have moved: drop them under the one readers use
             self.near.drop(full)
         guard_ms = int(self.invalidation_guard * 1000)
         done: bool | None = await self._call(

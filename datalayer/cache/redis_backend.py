@@ -30,6 +30,15 @@ _RELEASE_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+# SET of each KEYS[i] to ARGV[i + 1], for ARGV[1] ms (none when empty): many keys in one command and one reply,
+# where a pipeline costs redis-py a command to pack and a reply to parse per key.
+_SET_MANY = """
+local ttl = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  if ttl then redis.call('SET', key, ARGV[i + 1], 'PX', ttl) else redis.call('SET', key, ARGV[i + 1]) end
+end
+return #KEYS
+"""
 _BATCH = 500
 
 
@@ -81,6 +90,7 @@ class RedisBackend(CacheBackend):
         # Any: redis-py's types do not follow decode_responses=True (every value read here is a str)
         self._client: Any = Redis(connection_pool=self._pool)
         self._release = self._client.register_script(_RELEASE_LOCK)
+        self._set_many = self._client.register_script(_SET_MANY)
         self._was_open = False
 
     async def _connected(self, connection: AbstractConnection) -> None:
@@ -132,13 +142,15 @@ class RedisBackend(CacheBackend):
         return bool(stored)
 
     async def set_many(self, items: Sequence[tuple[str, str]], ttl_ms: int | None) -> None:
+        if len(items) == 1:
+            (key, value), = items
+            await self.set(key, value, ttl_ms)
+            return
+        ttl = "" if ttl_ms is None else str(ttl_ms)
         for start in range(0, len(items), _BATCH):
-            async def batch(chunk: Sequence[tuple[str, str]] = items[start:start + _BATCH]) -> None:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for key, value in chunk:
-                        pipe.set(key, value, px=ttl_ms)
-                    await pipe.execute()
-            await self._run(batch)
+            chunk = items[start:start + _BATCH]
+            await self._run(lambda chunk=chunk: self._set_many(  # type: ignore[misc]  # a lambda with defaults
+                keys=[key for key, _ in chunk], args=[ttl, *(value for _, value in chunk)]))
 
     async def delete(self, keys: Sequence[str]) -> int:
         removed = 0
