@@ -1,8 +1,8 @@
 """Reading one row by primary key (or another unique field) with SQL built once per model, not once per call.
 
 Tortoise rebuilds a ``SELECT`` through pypika on every ``get``; for a lookup by key the statement never
-changes, so it is cached per (model, field, dialect, live-only) and the row is built the way Tortoise builds
-fetched rows (``_init_from_db``). Inside a transaction the transaction's connection is used.
+changes, so it is cached per (model, field, dialect, live-only) and the row is built as Tortoise builds
+fetched rows (``_init_from_db``, by ``pg_rows``). Inside a transaction the transaction's connection is used.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from tortoise.connection import get_connection
 from tortoise.models import Model
 
 from datalayer.config import CONNECTION_NAME
+from datalayer.managers import pg_rows
 
 
 @cache
@@ -36,7 +37,7 @@ async def fetch_by(model: type[Model], field: str, value: Any, *, live_only: boo
     if dialect != "postgres":
         value = model._meta.fields_map[field].to_db_value(value, model)
     rows = await connection.execute_query_dict(_select_by(model, field, dialect, live_only), [value])
-    return model._init_from_db(**rows[0]) if rows else None
+    return pg_rows.instance(model, rows[0]) if rows else None
 
 
 async def fetch_by_key(model: type[Model], key: Any, *, live_only: bool) -> Any | None:

@@ -1,4 +1,8 @@
-"""asyncpg records as model instances: what ``Model._init_from_db`` builds, at a fraction of its cost.
+"""Driver rows as model instances: what ``Model._init_from_db`` builds, at a fraction of its cost.
+
+Written for asyncpg's records (pages, one-statement writes); rows of either engine by column name
+(``instance``: a lookup by key, a cached row) take the same path, as the split between native and converted
+fields follows the engine Tortoise was last set up for.
 
 ``_init_from_db`` takes each row as keyword arguments and passes every date-time through
 ``DatetimeField.to_python_value`` (an environment lookup per value): for a page of 20 rows that took about as
@@ -43,7 +47,7 @@ def _builder(model: type[Model], columns: tuple[str, ...], native: tuple[str, ..
     listed = (*meta.db_native_fields, *meta.db_default_fields, *meta.db_complex_fields)
     state = ("_partial", "_saved_in_db", "_custom_generated_pk", "_await_when_save")
     stock_init = Model._init_from_db.__func__  # type: ignore[attr-defined]  # a classmethod's function
-    if getattr(model._init_from_db, "__func__", None) is not stock_init or set(columns) != {key for key, _, _ in listed} \
+    if getattr(model._init_from_db, "__func__", None) is not stock_init or not {key for key, _, _ in listed} <= set(columns) \
             or not all(_plain_attribute(model, name) for name in (*state, *(attr for _, attr, _ in listed))):
         return None
     position = {column: index for index, column in enumerate(columns)}
@@ -79,9 +83,16 @@ def _builder(model: type[Model], columns: tuple[str, ...], native: tuple[str, ..
 
 
 def instances(model: type[Model], columns: tuple[str, ...], records: Sequence[Any]) -> list[Any]:
-    """``records`` (selecting ``columns``, every column of the model) as instances of ``model``."""
+    """``records`` (each a sequence of values for ``columns``: every column of the model, and maybe more, which
+    are ignored) as instances of ``model``."""
     build = _builder(model, columns, tuple(key for key, _, _ in model._meta.db_native_fields))
     if build is None or not timezone.get_use_tz():
         init = model._init_from_db
-        return [init(**record) for record in records]
+        return [init(**dict(zip(columns, record))) for record in records]
     return build(records, timezone.get_default_timezone())
+
+
+def instance(model: type[Model], row: Any) -> Any:
+    """One row (a driver record or a dict, by column name; columns beyond the model's are ignored) as an
+    instance of ``model``: what ``model._init_from_db(**row)`` builds."""
+    return instances(model, tuple(row.keys()), (tuple(row.values()),))[0]

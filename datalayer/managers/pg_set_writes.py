@@ -27,7 +27,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from datalayer.actor import current_actor, current_correlation_id
-from datalayer.managers import pg_audit, pg_driver, pg_update
+from datalayer.managers import pg_audit, pg_driver, pg_rows, pg_update
 from datalayer.managers.pg_audit import quoted
 
 Kind = Literal["update", "delete", "restore", "hard_delete"]
@@ -117,7 +117,7 @@ async def write_one(model: type[Model], kind: Kind, key: Any, values: dict[str, 
     rows = await pg_driver.fetch(_row_statement(model, kind, names, len(params)), params, client)
     if not rows:
         return None
-    return model._init_from_db(**rows[0]) if kind != "hard_delete" else rows[0]["id"]
+    return pg_rows.instance(model, rows[0]) if kind != "hard_delete" else rows[0]["id"]
 
 
 # ------------------------------------------------------------------------------------------ many rows

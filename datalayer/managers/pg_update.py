@@ -21,7 +21,7 @@ from tortoise.models import Model
 
 from datalayer.actor import current_actor, current_correlation_id
 from datalayer.ids import uuid7
-from datalayer.managers import auditing, pg_audit, pg_driver
+from datalayer.managers import auditing, pg_audit, pg_driver, pg_rows
 from datalayer.managers.bulk import driver_value
 from datalayer.managers.pg_audit import quoted
 
@@ -108,7 +108,7 @@ async def update_in_one_statement(
     rows = await pg_driver.fetch(_statement(model, names), params, client)
     if not rows:
         return None, None
-    row = rows[0]  # the driver's record: _init_from_db reads the model's columns from it, ignoring the rest
+    row = rows[0]  # the driver's record: the model's columns, and the version found
     if row["id"] is None:
         return row[OLD_VERSION], None
-    return row[OLD_VERSION], model._init_from_db(**row)
+    return row[OLD_VERSION], pg_rows.instance(model, row)
