@@ -12,7 +12,7 @@ from datalayer.cache.db_tier import PersistentCache
 from datalayer.cache.manager import Cache
 from datalayer.cache.memory import MemoryBackend
 from datalayer.cache.near import NearCache
-from datalayer.cache.read_through import ReadThrough, apply_read_through
+from datalayer.cache.read_through import ReadThrough, apply_read_through, forget_cached_rows
 from datalayer.cache.redis_backend import RedisBackend
 from datalayer.cache.tracking import InvalidationListener
 
@@ -30,5 +30,6 @@ __all__ = [
     "RedisBackend",
     "apply_read_through",
     "build_cache",
+    "forget_cached_rows",
     "keys",
 ]

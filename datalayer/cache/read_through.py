@@ -1,4 +1,4 @@
-"""Read-through caching of ``get``/``find`` by id, for managers that opt in.
+"""Read-through caching of ``get``/``find`` by id, and of unfiltered totals, for managers that opt in.
 
 Opt in declaratively, either on the manager class::
 
@@ -15,18 +15,28 @@ Reads inside a transaction skip the cache (they must see the transaction's own w
 the manager (create, update, update_many, delete, hard delete, restore, bulk) reports its ids through the
 manager's write listeners, which run only after commit: a rolled-back write never touches the cache, a
 committed one always invalidates it.
+
+The exact total of a listing without filter or search (``find_many(...).total``, ``count()``: a ``COUNT(*)``
+over the whole table) is cached the same way, one per kind of rows (live, deleted, all). It changes only when
+rows come or go, so the writes that add or remove rows (create, bulk create, delete, hard delete, restore and
+their ``_many`` forms) drop it through the manager's membership listeners; updates leave it. Filtered totals
+are always counted. Writes that go around the managers (raw SQL, another application) are not seen: call
+``forget_cached_rows`` after them, as for rows.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from tortoise import fields as tf
 from tortoise.models import Model
 
 from datalayer.backends.replicas import primary_only
+from datalayer.managers import pg_rows
+from datalayer.managers.pg_where import Rows
 from datalayer.transactions import in_transaction_block
 
 if TYPE_CHECKING:
@@ -103,12 +113,19 @@ def row_to_dict(row: Model) -> dict[str, Any]:
 def row_from_dict(model: type[Model], data: dict[str, Any]) -> Model:
     """An instance equal to one fetched from the database (saved, so ``save``/``delete`` work on it).
 
-    Built like Tortoise builds fetched rows (``_init_from_db``), which skips ``__init__``'s defaults and
-    validation: several times cheaper, and this is the hot path of a cache hit. Fields whose
+    Built as Tortoise builds fetched rows (``_init_from_db``, by ``pg_rows``), which skips ``__init__``'s
+    defaults and validation: several times cheaper, and this is the hot path of a cache hit. Fields whose
     ``to_python_value`` decodes (JSON) arrive in stored form (``row_to_dict``), so they are decoded once.
     """
+    columns, names = _layout(model)
+    return pg_rows.instances(model, columns, ([data[name] for name in names],))[0]
+
+
+@cache
+def _layout(model: type[Model]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The model's columns, and the field names holding them in a cached row, in the same order."""
     projection = model._meta.fields_db_projection
-    return model._init_from_db(**{column: data[name] for name, column in projection.items()})
+    return tuple(projection.values()), tuple(projection)
 
 
 def schema_fingerprint(model: type[Model]) -> str:
@@ -157,6 +174,27 @@ class ReadThrough:
         if self.enabled and ids:
             await self.cache.invalidate(*(self.key(pk) for pk in ids))
 
+    def total_key(self, rows: Rows) -> str:
+        """The key of the unfiltered total of ``rows`` (``#``, not ``:``: never a row's key, whatever its id)."""
+        return f"{self._prefix}#total:{rows}"
+
+    async def total(self, rows: Rows, count: Callable[[], Awaitable[int]]) -> int:
+        """The exact number of ``rows`` (``"live"``, ``"deleted"`` or ``"all"``) with no filter: cached like a
+        row (near cache, Redis), counted on a miss; dropped by every write that adds or removes rows
+        (``membership_changed``). Inside a transaction, or with the cache off, counted."""
+        if not self.enabled or in_transaction_block():
+            return await count()
+
+        async def load() -> int:
+            with primary_only():  # as for rows: a lagging replica would cache an older total
+                return await count()
+
+        return int(await self.cache.get_or_set(self.total_key(rows), load, self.ttl, near=True))
+
+    async def membership_changed(self, manager: ModelManager[Any]) -> None:
+        if self.enabled:
+            await self.cache.invalidate(*(self.total_key(rows) for rows in ("live", "deleted", "all")))
+
 
 def apply_read_through(manager: ModelManager[Any], cache: Cache) -> ReadThrough | None:
     """Install, rebind or switch off read-through on ``manager`` to match ``cache``'s configuration."""
@@ -171,5 +209,7 @@ def apply_read_through(manager: ModelManager[Any], cache: Cache) -> ReadThrough 
         manager.read_through = installed  # type: ignore[attr-defined]
         manager.find = installed.find  # type: ignore[method-assign]
         manager.add_write_listener(installed.written)
+        manager.add_membership_listener(installed.membership_changed)
+        manager.cached_total = installed.total
     installed.cache, installed.ttl, installed.enabled = cache, ttl, True
     return installed

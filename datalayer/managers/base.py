@@ -42,6 +42,7 @@ T = TypeVar("T")
 Input = Mapping[str, Any] | BaseModel
 BulkRows = Iterable[Input] | AsyncIterable[Input]
 WriteListener = Callable[["ModelManager[Any]", list[Any]], Awaitable[object]]
+MembershipListener = Callable[["ModelManager[Any]"], Awaitable[object]]
 #: models whose ``guarded_fields`` the current task may write (inside a manager's ``domain_write()``)
 class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
     """Create, read, page, update, soft delete, restore and bulk work for one model.
@@ -72,6 +73,7 @@ class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
         self._soft = "deleted_at" in self.model._meta.fields_map
         self._versioned = "version" in self.model._meta.fields_map
         self._write_listeners: list[WriteListener] = []
+        self._membership_listeners: list[MembershipListener] = []
         self._pg_update_ok = pg_update.supported(self.model)
         self._pg_create_ok = pg_create.supported(self.model)
         self._init_domain_rules()
@@ -90,14 +92,26 @@ class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
         """``listener(manager, ids)`` runs after every committed write through this manager."""
         self._write_listeners.append(listener)
 
-    async def _written(self, ids: Sequence[Any]) -> None:
-        if not self._write_listeners:
+    def add_membership_listener(self, listener: MembershipListener) -> None:
+        """``listener(manager)`` runs after every committed write through this manager that added or removed
+        rows, live or deleted (create, bulk, delete, restore, and their ``_many`` forms; not updates), after
+        the write listeners."""
+        self._membership_listeners.append(listener)
+
+    async def _written(self, ids: Sequence[Any], *, membership: bool = False) -> None:
+        """Tell the listeners, once committed, that rows ``ids`` were written; with ``membership``, that rows
+        were added or removed (which changes counts)."""
+        membership = membership and bool(self._membership_listeners)
+        if not self._write_listeners and not membership:
             return
         ids = list(ids)
 
         async def notify() -> None:
             for listener in self._write_listeners:
                 await listener(self, ids)
+            if membership:
+                for changed in self._membership_listeners:
+                    await changed(self)
 
         await on_commit(notify)
 
@@ -206,7 +220,7 @@ class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
                         self.model, AuditAction.CREATE, instance.pk,
                         auditing.creation_changes(self.model, auditing.row_of(self.model, instance)),
                     )
-        await self._written([instance.pk])
+        await self._written([instance.pk], membership=True)
         return instance
 
     @overload
@@ -247,7 +261,8 @@ class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
                                   model=self._label)
         if not isinstance(rows, AsyncIterable):
             rows = rules.rows_of(rows, model=self._label)
-        keep: Returning = "ids" if returning == "none" and self._write_listeners else returning
+        keep: Returning = "ids" if returning == "none" and (self._write_listeners or self._membership_listeners) \
+            else returning
         stamps = self._creation_stamps()
         try:
             async with transaction():
@@ -258,11 +273,11 @@ class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
                     )
         except SourceFailed as failed:  # the caller's own error, from their rows: as they raised it
             raise failed.error from None
-        if self._write_listeners:
+        if self._write_listeners or self._membership_listeners:
             ids = kept if keep == "ids" else [instance.pk for instance in kept]
             step = max(1, self.bulk_batch_size)
             for start in range(0, len(ids), step):  # bounded work per call, however big the load
-                await self._written(ids[start:start + step])
+                await self._written(ids[start:start + step], membership=start == 0)
         return None if returning == "none" else kept
 
     async def _locked_row(self, key: Any, *, deleted: bool | None) -> ModelT:
@@ -382,7 +397,7 @@ class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
                 with translated(self._label):
                     instance = await self._locked_row(key, deleted=None if removing else False)
                     await self._remove(instance, hard=removing)
-        await self._written([key])
+        await self._written([key], membership=True)
 
     async def restore(self, key: Any) -> ModelT:
         """Bring a soft-deleted row back (one statement on PostgreSQL); ``NotFoundError`` if no deleted row
@@ -401,7 +416,7 @@ class ModelManager(DomainRules, SetWrites, Paging[ModelT], Generic[ModelT]):
                 with translated(self._label):
                     instance = await self._locked_row(key, deleted=True)
                     await self._bring_back(instance)
-        await self._written([key])
+        await self._written([key], membership=True)
         return instance
 
     async def get_or_create(self, defaults: Input | None = None, **lookup: Any) -> tuple[ModelT, bool]:

@@ -7,7 +7,7 @@ arguments allow it; otherwise Tortoise's querysets. Both paths take the same inp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from tortoise.expressions import Q
@@ -27,17 +27,26 @@ from datalayer.managers.pagination import (
     encode_cursor,
     offset_page,
 )
+from datalayer.managers.pg_where import Rows
 from datalayer.translate import translated
 
 M = TypeVar("M", bound=Model)
+Counter = Callable[[], Awaitable[int]]
+TotalCache = Callable[[Rows, Counter], Awaitable[int]]
 
 
 class Paging(Generic[M]):
     """Mixed into ``ModelManager``: the paged reads."""
 
+    cached_total: TotalCache | None = None
+    """Installed by the cache's read-through (``datalayer.cache.read_through``): ``cached_total(rows, count)``
+    serves the exact total of an unfiltered listing (``rows``: ``"live"``, ``"deleted"`` or ``"all"``) from the
+    cache, ``count()`` on a miss; None: every total is counted."""
+
     if TYPE_CHECKING:  # provided by ModelManager
         model: type[M]
         _label: str
+        _soft: bool
         max_page_size: ClassVar[int]
         page_total: ClassVar[TotalKind | None]
 
@@ -89,6 +98,7 @@ class Paging(Generic[M]):
             def fetch(n: int) -> Any:
                 return ordered.limit(n)
             totals = {"exact": queryset.count, "estimated": lambda: pg_pages.estimate_queryset(queryset)}
+        totals["exact"] = self._total(filters, search, include_deleted, only_deleted, totals["exact"])
         with translated(self._label):
             return await offset_page(fetch, totals, kind=kind, page=page, limit=limit)
 
@@ -143,7 +153,21 @@ class Paging(Generic[M]):
         include_deleted: bool = False, only_deleted: bool = False,
     ) -> int:
         fast = self._fast_where(filters, search, include_deleted, only_deleted)
-        with translated(self._label):
+
+        async def counted() -> int:
             if fast is not None:
                 return await pg_pages.count(self.model, fast)
             return await self._filtered(filters, search, include_deleted, only_deleted).count()
+
+        with translated(self._label):
+            return await self._total(filters, search, include_deleted, only_deleted, counted)()
+
+    def _total(self, filters: Mapping[str, Any] | None, search: str | None, include_deleted: bool,
+               only_deleted: bool, count: Counter) -> Counter:
+        """``count``, or the cached total when there is one for this listing (no filter, no search)."""
+        if self.cached_total is None or filters or search:
+            return count
+        rows: Rows = "all" if not self._soft else "deleted" if only_deleted else \
+            "all" if include_deleted else "live"
+        cached_total = self.cached_total
+        return lambda: cached_total(rows, count)
