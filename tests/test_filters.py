@@ -72,6 +72,19 @@ async def test_filter_values_of_the_wrong_type_raise_naming_the_key(ctx, filters
     assert list(caught.value.errors) == [key]
 
 
+@pytest.mark.parametrize("filters", ["", 0, False, [], (), "title=x", ["title"]])
+async def test_filters_that_are_not_a_mapping_raise_even_when_empty(ctx, filters):
+    """None or {} mean no filter; an empty string, list or a zero is a caller's mistake, not "everything"."""
+    articles = ctx.manager(Article)
+    await articles.create({"title": "one"})
+    for call in (lambda: articles.find_many(filters=filters), lambda: articles.count(filters),
+                 lambda: articles.exists(filters), lambda: articles.delete_many(filters)):
+        with pytest.raises(ValidationError) as caught:
+            await call()
+        assert "filters" in caught.value.errors
+    assert await articles.count() == await articles.count(None) == await articles.count({}) == 1
+
+
 async def test_known_operators_filter_as_documented(ctx):
     articles = ctx.manager(Article)
     await articles.bulk_create([

@@ -220,10 +220,11 @@ def checked_filters(model: type[Model], filters: Mapping[str, Any] | None) -> li
     Raises:
         ValidationError: naming the first bad key (unknown path or operator, value of the wrong type).
     """
-    if not filters:
+    if filters is None:
         return []
-    if not isinstance(filters, Mapping):
-        raise ValidationError({"filters": "must be a mapping of field lookups to values"}, model=model.__name__)
+    if not isinstance(filters, Mapping):  # "", 0, False, [] too: no filter is None or {}, never a mistake's value
+        raise ValidationError({"filters": "must be a mapping of field lookups to values (or None for no filter), "
+                                          f"got {type(filters).__name__}"}, model=model.__name__)
     name = model.__name__
     allowed = filter_fields(model)
     checked = []
