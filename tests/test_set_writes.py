@@ -287,6 +287,35 @@ async def test_a_row_a_concurrent_writer_moved_out_of_the_filter_is_left_alone(c
     assert (moved.status, moved.views, moved.version) == ("published", 0, 2)
 
 
+@pytest.mark.postgres_only  # as above: two connections at once
+async def test_a_row_dropped_from_a_batch_is_replaced_and_the_walk_goes_on(ctx):
+    """A batch's locking SELECT re-checks a row a concurrent writer changed and drops it; PostgreSQL's LIMIT sits
+    above the lock, so the next matching row takes its place: a short batch still means the walk is done, and
+    no row after the dropped one is missed (batches of 2 over 5 rows, the second row moved out)."""
+    articles = ModelManager(Article)
+    articles.bulk_batch_size = 2
+    rows = await articles.bulk_create([{"id": key, "title": f"t{n}", "status": "draft"}
+                                       for n, key in enumerate(ids(5))])
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with ctx.transaction():
+            await articles.update(rows[1].id, {"status": "published"})
+            holding.set()
+            await asyncio.wait_for(release.wait(), 10)
+
+    held = asyncio.create_task(writer())
+    await asyncio.wait_for(holding.wait(), 10)
+    waiting = asyncio.create_task(articles.update_many({"status": "draft"}, {"views": 9}))
+    await asyncio.sleep(0.3)
+    release.set()
+    await asyncio.wait_for(held, 10)
+    assert await asyncio.wait_for(waiting, 10) == 4
+    stored = {row.id: (row.status, row.views) for row in await Article.filter(id__in=[r.id for r in rows])}
+    assert [stored[row.id] for row in rows] == [("draft", 9), ("published", 0), ("draft", 9), ("draft", 9),
+                                               ("draft", 9)]
+
+
 async def test_write_listeners_hear_every_row_once_the_transaction_commits(ctx):
     articles = ModelManager(Article)
     heard: list[list[uuid.UUID]] = []

@@ -9,9 +9,11 @@ generic path renders them (``pg_audit``). One row's soft or hard delete needs no
 of one call in a transaction.
 
 Many rows go ``batch_size`` at a time in primary-key order (which also keeps concurrent calls from locking
-in opposite orders). ``probe``, the same query without the lock, marks where the batch ends: rows it saw
-that ``old`` dropped no longer match, so the next batch starts after the last row ``probe`` saw, and the
-walk ends at the first batch that saw fewer rows than ``batch_size``.
+in opposite orders). PostgreSQL applies the ``LIMIT`` above the lock (``Limit -> LockRows``): a row the
+re-check drops is replaced by the next one that still matches, so ``old`` holds ``batch_size`` rows while
+any are left, the next batch starts after the highest id it locked, and the walk ends at the first batch
+that locked fewer. (An unlocked ``probe`` of the same rows used to mark the batch's end: a second scan of
+every batch.)
 """
 
 from __future__ import annotations
@@ -139,11 +141,10 @@ def parameterized(queryset: QuerySet[Any], first: int) -> tuple[str, list[Any]]:
 def _batch_statement(model: type[Model], kind: Kind, names: tuple[str, ...], locked: str) -> str:
     if not locked.endswith(" FOR UPDATE"):
         raise AssertionError(f"expected a locking SELECT, got {locked[-40:]!r}")
-    probe = locked.removesuffix(" FOR UPDATE")
     return (
-        f"WITH probe AS ({probe}), {_chain(model, kind, names, locked)} "
-        'SELECT (SELECT count(*) FROM probe) AS "scanned", '
-        '(SELECT "id" FROM probe ORDER BY "id" DESC LIMIT 1) AS "last", '
+        f"WITH {_chain(model, kind, names, locked)} "
+        'SELECT (SELECT count(*) FROM old) AS "scanned", '
+        '(SELECT "id" FROM old ORDER BY "id" DESC LIMIT 1) AS "last", '
         'ARRAY(SELECT "id" FROM upd) AS "written"'
     )
 
