@@ -1,6 +1,6 @@
 """datalayer against raw Tortoise, raw asyncpg and SQLAlchemy 2's async ORM, side by side in one run.
 
-    python -m benchmarks             # full run (about 11 minutes), prints the tables
+    python -m benchmarks             # full run (about 12 minutes), prints the tables
     python -m benchmarks --quick     # smoke run for CI (about a minute); numbers are not judged
     python -m benchmarks --write-results benchmarks/RESULTS.md
 
