@@ -145,3 +145,14 @@ async def test_a_create_in_another_process_reaches_this_process_s_cached_total(c
     finally:
         await near.invalidate_prefix("")
         await near.close()
+
+
+async def test_an_in_process_cache_always_counts(ctx):
+    """Without Redis the cache lives in one process: a write by another one (a CLI command, a worker) could not
+    drop its totals, so they are counted every time."""
+    assert not ctx.cache.backend.shared
+    notes = ctx.cached_notes
+    await notes.create({"title": "a"})
+    assert (await notes.find_many()).total == 1
+    await CachedNote.create(title="written by another process")
+    assert (await notes.find_many()).total == await notes.count() == 2

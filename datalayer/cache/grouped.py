@@ -59,7 +59,7 @@ class GroupedCalls(Generic[T]):
                 self._queued, self._queued_done = [], None
                 try:
                     await self._send(items)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - handed to every caller of this send
                     if done is not None and not done.done():
                         done.set_exception(exc)
                         done.exception()  # retrieved: every waiter may have gone

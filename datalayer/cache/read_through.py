@@ -16,8 +16,8 @@ the manager (create, update, update_many, delete, hard delete, restore, bulk) re
 manager's write listeners, which run only after commit: a rolled-back write never touches the cache, a
 committed one always invalidates it.
 
-The exact total of a listing without filter or search (``find_many(...).total``, ``count()``: a ``COUNT(*)``
-over the whole table) is cached the same way, one per kind of rows (live, deleted, all). It changes only when
+With Redis, the exact total of a listing without filter or search (``find_many(...).total``, ``count()``: a
+``COUNT(*)`` over the whole table) is cached the same way, one per kind of rows (live, deleted, all). It changes only when
 rows come or go, so the writes that add or remove rows (create, bulk create, delete, hard delete, restore and
 their ``_many`` forms) drop it through the manager's membership listeners; updates leave it. Filtered totals
 are always counted. Writes that go around the managers (raw SQL, another application) are not seen: call
@@ -181,8 +181,10 @@ class ReadThrough:
     async def total(self, rows: Rows, count: Callable[[], Awaitable[int]]) -> int:
         """The exact number of ``rows`` (``"live"``, ``"deleted"`` or ``"all"``) with no filter: cached like a
         row (near cache, Redis), counted on a miss; dropped by every write that adds or removes rows
-        (``membership_changed``). Inside a transaction, or with the cache off, counted."""
-        if not self.enabled or in_transaction_block():
+        (``membership_changed``). Counted inside a transaction, with the cache off, and with an in-process
+        cache: its drops reach no other process (a CLI command, a worker), and a stale total would go unseen
+        where a stale row at least shows its ``updated_at``."""
+        if not self.enabled or in_transaction_block() or not self.cache.backend.shared:
             return await count()
 
         async def load() -> int:
