@@ -12,7 +12,7 @@ import uuid
 import pytest
 import redis
 
-from datalayer.cache import Cache, CircuitBreaker, MemoryBackend, RedisBackend
+from datalayer.cache import Cache, CircuitBreaker, MemoryBackend, PersistentCache, RedisBackend
 from datalayer.cache.near import NearCache
 from datalayer.cache.read_through import ROW_PREFIX
 from datalayer.cache.tracking import InvalidationListener
@@ -48,6 +48,13 @@ def redis_cache(
         tracking = InvalidationListener(url, f"{ns}:{ROW_PREFIX}", NearCache(), heartbeat_s=heartbeat_s)
     return Cache(RedisBackend(url, timeout_s=timeout_s, breaker=breaker), namespace=ns, tracking=tracking,
                  **options)
+
+
+def epoch_cache(url: str, ns: str, timeout_s: float = 0.5, epoch_check: float = 60) -> Cache:
+    """A Redis cache with the database tier, as one process holds it; it re-reads the epoch only when it must
+    (every ``epoch_check`` seconds in the background, default: not within a test)."""
+    return Cache(RedisBackend(url, timeout_s=timeout_s), namespace=ns, persistent=PersistentCache(),
+                 epoch_check=epoch_check, invalidation_guard=GUARD)
 
 
 def memory_cache(ns: str | None = None, **options: object) -> Cache:

@@ -11,11 +11,16 @@ import asyncio
 
 import pytest
 
-from datalayer.cache.db_tier import PersistentCache
 from datalayer.cache.grouped import GroupedCalls
-from datalayer.cache.manager import Cache
-from datalayer.cache.redis_backend import RedisBackend
-from tests.cache_support import GUARD, REDIS_URL, free_port, namespace, redis_cache, require_redis
+from tests.cache_support import (
+    GUARD,
+    REDIS_URL,
+    epoch_cache,
+    free_port,
+    namespace,
+    redis_cache,
+    require_redis,
+)
 
 
 class Recorder:
@@ -127,13 +132,8 @@ async def test_grouped_invalidations_land_under_an_epoch_the_writer_had_not_hear
     reader filled under the new epoch before the writes is dropped when they return."""
     require_redis()
     ns = namespace()
-
-    def process(url: str = REDIS_URL, timeout_s: float = 0.5) -> Cache:
-        return Cache(RedisBackend(url, timeout_s=timeout_s), namespace=ns, persistent=PersistentCache(),
-                     epoch_check=60, invalidation_guard=GUARD)
-
-    reader, writer = process(), process()
-    cut_off = process(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.05)
+    reader, writer = epoch_cache(REDIS_URL, ns), epoch_cache(REDIS_URL, ns)
+    cut_off = epoch_cache(f"redis://127.0.0.1:{free_port()}/0", ns, timeout_s=0.05)
     try:
         assert await writer.get("warm") is None  # the writer knows epoch 0
         await cut_off.invalidate("elsewhere")  # Redis unreachable from there: the epoch advances

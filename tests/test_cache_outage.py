@@ -21,10 +21,18 @@ import pytest
 import redis
 
 from datalayer import ValidationError
-from datalayer.cache import Cache, CacheSettings, MemoryBackend, PersistentCache, RedisBackend, build_cache
+from datalayer.cache import Cache, CacheSettings, MemoryBackend, build_cache
 from datalayer.cache.epoch import RECOVERY_CHECK_S
 from datalayer.core.cache_entry import CacheEntry
-from tests.cache_support import REDIS_URL, PrivateRedis, free_port, namespace, redis_cache, require_redis
+from tests.cache_support import (
+    REDIS_URL,
+    PrivateRedis,
+    epoch_cache,
+    free_port,
+    namespace,
+    redis_cache,
+    require_redis,
+)
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,12 +255,6 @@ async def test_health_is_degraded_while_redis_is_away_and_healthy_once_it_is_bac
     assert (await ctx.cached_notes.get(created.id)).title == "v2"
 
 
-def epoch_cache(url: str, ns: str, timeout_s: float = 0.5) -> Cache:
-    """A Redis cache with the database tier, as one process holds it; it re-reads the epoch only when it must."""
-    return Cache(RedisBackend(url, timeout_s=timeout_s), namespace=ns, persistent=PersistentCache(),
-                 epoch_check=60, invalidation_guard=GUARD)
-
-
 async def test_an_invalidation_from_a_process_behind_on_the_epoch_still_reaches_the_readers(ctx):
     """The writer has not heard that the epoch moved (its periodic check is far off) while a reader already
     cached under the new epoch what it read before the write: the invalidation must land there."""
@@ -326,8 +328,7 @@ async def test_after_an_outage_of_its_own_a_reader_checks_the_epoch_often(ctx, p
     within a few of its short checks (``RECOVERY_CHECK_S``), not its full interval (2 s here; measured before:
     up to 0.97 s of stale reads at 1 s)."""
     ns = namespace()
-    reader = Cache(RedisBackend(private_redis.url, timeout_s=0.1), namespace=ns, persistent=PersistentCache(),
-                   epoch_check=2.0, invalidation_guard=GUARD)
+    reader = epoch_cache(private_redis.url, ns, timeout_s=0.1, epoch_check=2.0)
     cut_off = epoch_cache(f"redis://127.0.0.1:{free_port()}/0", ns, timeout_s=0.05)
     try:
         await reader.set("report", "old")

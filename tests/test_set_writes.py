@@ -263,15 +263,15 @@ async def test_concurrent_writes_by_filter_on_the_same_rows_lose_no_change(ctx):
         assert updates[-1][1] == stored.views
 
 
-@pytest.mark.postgres_only  # needs two connections at once; SQLite has one, so writers never overlap there
-async def test_a_row_a_concurrent_writer_moved_out_of_the_filter_is_left_alone(ctx):
-    articles = ctx.manager(Article)
-    rows = await articles.bulk_create([{"title": f"t{n}", "status": "draft"} for n in range(3)])
+async def update_drafts_while_a_writer_moves(ctx, articles, moved) -> tuple[bool, int]:
+    """``update_many`` of the drafts (views 9) while another transaction holds ``moved``, which it publishes
+    (out of the filter) and commits once the batch waits for its lock. Returns (whether ``update_many`` was
+    still waiting for that lock, how many rows it wrote)."""
     holding, release = asyncio.Event(), asyncio.Event()
 
     async def writer() -> None:
         async with ctx.transaction():
-            await articles.update(rows[1].id, {"status": "published"})
+            await articles.update(moved.id, {"status": "published"})
             holding.set()
             await asyncio.wait_for(release.wait(), 10)
 
@@ -279,10 +279,19 @@ async def test_a_row_a_concurrent_writer_moved_out_of_the_filter_is_left_alone(c
     await asyncio.wait_for(holding.wait(), 10)
     waiting = asyncio.create_task(articles.update_many({"status": "draft"}, {"views": 9}))
     await asyncio.sleep(0.3)
-    assert not waiting.done()  # it waits for the row the writer holds
+    blocked = not waiting.done()
     release.set()
     await asyncio.wait_for(held, 10)
-    assert await asyncio.wait_for(waiting, 10) == 2
+    return blocked, await asyncio.wait_for(waiting, 10)
+
+
+@pytest.mark.postgres_only  # needs two connections at once; SQLite has one, so writers never overlap there
+async def test_a_row_a_concurrent_writer_moved_out_of_the_filter_is_left_alone(ctx):
+    articles = ctx.manager(Article)
+    rows = await articles.bulk_create([{"title": f"t{n}", "status": "draft"} for n in range(3)])
+    blocked, written = await update_drafts_while_a_writer_moves(ctx, articles, rows[1])
+    assert blocked  # it waited for the row the writer held
+    assert written == 2
     moved = await articles.get(rows[1].id)
     assert (moved.status, moved.views, moved.version) == ("published", 0, 2)
 
@@ -296,21 +305,8 @@ async def test_a_row_dropped_from_a_batch_is_replaced_and_the_walk_goes_on(ctx):
     articles.bulk_batch_size = 2
     rows = await articles.bulk_create([{"id": key, "title": f"t{n}", "status": "draft"}
                                        for n, key in enumerate(ids(5))])
-    holding, release = asyncio.Event(), asyncio.Event()
-
-    async def writer() -> None:
-        async with ctx.transaction():
-            await articles.update(rows[1].id, {"status": "published"})
-            holding.set()
-            await asyncio.wait_for(release.wait(), 10)
-
-    held = asyncio.create_task(writer())
-    await asyncio.wait_for(holding.wait(), 10)
-    waiting = asyncio.create_task(articles.update_many({"status": "draft"}, {"views": 9}))
-    await asyncio.sleep(0.3)
-    release.set()
-    await asyncio.wait_for(held, 10)
-    assert await asyncio.wait_for(waiting, 10) == 4
+    blocked, written = await update_drafts_while_a_writer_moves(ctx, articles, rows[1])
+    assert blocked and written == 4
     stored = {row.id: (row.status, row.views) for row in await Article.filter(id__in=[r.id for r in rows])}
     assert [stored[row.id] for row in rows] == [("draft", 9), ("published", 0), ("draft", 9), ("draft", 9),
                                                ("draft", 9)]

@@ -17,10 +17,10 @@ manager's write listeners, which run only after commit: a rolled-back write neve
 committed one always invalidates it.
 
 With Redis, the exact total of a listing without filter or search (``find_many(...).total``, ``count()``: a
-``COUNT(*)`` over the whole table) is cached the same way, one per kind of rows (live, deleted, all). It changes only when
-rows come or go, so the writes that add or remove rows (create, bulk create, delete, hard delete, restore and
-their ``_many`` forms) drop it through the manager's membership listeners; updates leave it. Filtered totals
-are always counted. Writes that go around the managers (raw SQL, another application) are not seen: call
+``COUNT(*)`` over the whole table) is cached the same way, one per kind of rows (live, deleted, all). It
+changes only when rows come or go, so the writes that add or remove rows (create, bulk create, delete, hard
+delete, restore and their ``_many`` forms) drop it through the manager's membership listeners; updates leave
+it. Filtered totals are always counted. Writes that go around the managers (raw SQL, another application) are not seen: call
 ``forget_cached_rows`` after them, as for rows.
 """
 
