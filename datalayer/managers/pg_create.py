@@ -78,22 +78,35 @@ async def create_in_one_statement(model: type[Model], values: dict[str, Any], st
     return saved_instances(model, [row])[0]
 
 
+SETTLE_ATTEMPTS = 3
+"""How many times a create whose connection was lost is sent again (a resend can meet another connection
+killed by the same event: a terminated pool, a restarting server) before ``maybe_committed`` reaches the
+caller."""
+
+
 async def _settle(model: type[Model], params: list[Any], lost: DatabaseUnavailableError) -> None:
     """The connection died with the INSERT in flight: it may or may not have committed. The same statement is
     sent again with the same keys (made here, not by the database): it inserts the row if the first did
     not, and meets the primary key if it did (a first still running holds the key until it ends), so the
-    row and its audit row exist exactly once either way.
+    row and its audit row exist exactly once either way. A resend lost in flight too is as unsure as the
+    first and just as safe to repeat: up to ``SETTLE_ATTEMPTS`` resends.
 
     Raises:
-        DatabaseUnavailableError: ``lost`` (still ``maybe_committed``) when the database cannot be reached.
+        DatabaseUnavailableError: ``lost`` (still ``maybe_committed``) when the database cannot be reached or
+            every resend was lost in flight.
     """
-    try:
-        await pg_driver.fetch(_statement(model), params)
-    except asyncpg.UniqueViolationError as exc:
-        keys = {f"{model._meta.db_table}_pkey", f"{AuditLog._meta.db_table}_pkey"}
-        if exc.constraint_name not in keys:
-            raise
-        log.info("a create whose connection was lost had committed; %s %s returned as stored",
-                 model.__name__, params[0] if params else "")
-    except DatabaseUnavailableError:
-        raise lost from None
+    for _ in range(SETTLE_ATTEMPTS):
+        try:
+            await pg_driver.fetch(_statement(model), params)
+            return
+        except asyncpg.UniqueViolationError as exc:
+            keys = {f"{model._meta.db_table}_pkey", f"{AuditLog._meta.db_table}_pkey"}
+            if exc.constraint_name not in keys:
+                raise
+            log.info("a create whose connection was lost had committed; %s %s returned as stored",
+                     model.__name__, params[0] if params else "")
+            return
+        except DatabaseUnavailableError as again:
+            if not again.maybe_committed:  # unreachable after the pool's own retries: stop here
+                break
+    raise lost from None
