@@ -280,6 +280,56 @@ async def test_a_datetime_outside_the_utc_calendar_is_refused_on_every_path(ctx,
     assert await _snapshot(ctx, Article) == before
 
 
+@pytest.mark.parametrize("when, infinity", [
+    (dt.datetime(1, 1, 1, tzinfo=UTC), "-infinity"), ("0001-01-01T00:00:00Z", "-infinity"),
+    (dt.datetime(1, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))), "-infinity"),
+    (dt.datetime(9999, 12, 31, 23, 59, 59, 999999), "infinity"),
+    (dt.datetime(9999, 12, 31, 21, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-2))), "infinity"),
+])
+async def test_the_first_and_last_instants_are_refused_as_values_to_write(ctx, when, infinity):
+    """asyncpg sends datetime.min and datetime.max (in UTC) to PostgreSQL as -infinity and infinity: stored,
+    psql and every other client would read infinity. Refused on both engines, on every write path."""
+    articles = ctx.manager(Article)
+    article = await articles.create({"title": "t", "published_at": dt.datetime(2024, 1, 1)})
+    before = await _snapshot(ctx, Article)
+    for attempt, key in (
+        (lambda: articles.create({"title": "x", "published_at": when}), "published_at"),
+        (lambda: articles.update(article.id, {"published_at": when}), "published_at"),
+        (lambda: articles.bulk_create([{"title": "x", "published_at": when}]), "rows[0].published_at"),
+        (lambda: articles.update_many({"title": "t"}, {"published_at": when}), "published_at"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            await attempt()
+        assert list(caught.value.errors) == [key], caught.value.errors
+        assert f"stores as {infinity}" in caught.value.errors[key]
+    assert await _snapshot(ctx, Article) == before
+    assert await articles.count({"published_at__gte": when}) == (0 if infinity == "infinity" else 1)  # still compares
+
+
+@pytest.mark.parametrize("when", [dt.datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+                                  dt.datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=UTC)])
+async def test_the_instants_next_to_them_are_stored_as_themselves(ctx, when):
+    articles = ctx.manager(Article)
+    article = await articles.create({"title": "edge", "published_at": when})
+    assert (await articles.get(article.id)).published_at == when
+    if ctx.target.engine == "postgres":  # what psql and every other client reads
+        [row] = await ctx.raw("SELECT published_at::text AS stored FROM test_article WHERE id = $1", [article.id])
+        assert row["stored"] == when.isoformat(sep=" ").replace("+00:00", "+00")
+
+
+@pytest.mark.parametrize("day, infinity", [(dt.date(1, 1, 1), "-infinity"), ("9999-12-31", "infinity")])
+def test_a_date_field_refuses_the_first_and_last_dates_too(day, infinity):
+    from pydantic import TypeAdapter
+    from pydantic import ValidationError as PydanticError
+    from tortoise import fields
+
+    from datalayer.managers.values import value_type
+
+    with pytest.raises(PydanticError, match=f"stores as {infinity}"):
+        TypeAdapter(value_type(fields.DateField(), "input")).validate_python(day)
+    assert TypeAdapter(value_type(fields.DateField(), "filter")).validate_python(day) is not None  # compares
+
+
 async def test_the_last_instant_of_the_calendar_still_compares(ctx, shanghai):
     articles = ctx.manager(Article)
     await articles.create({"title": "t", "published_at": dt.datetime(2024, 1, 1)})

@@ -5,7 +5,10 @@ through ``value_type``, so a value is normalised or refused alike on both engine
 
 - date-times are stored and compared in UTC; a naive one is read as UTC, never as the process's local time
   (PostgreSQL's driver would read it as local time, SQLite's as UTC); one that is outside years 1 to 9999
-  in UTC is refused;
+  in UTC is refused; and the very first and last of them (``0001-01-01T00:00:00Z``,
+  ``9999-12-31T23:59:59.999999Z``; ``0001-01-01`` and ``9999-12-31`` for a date) are refused as values to
+  write, since asyncpg sends them to PostgreSQL as ``-infinity`` and ``infinity`` (a filter may still
+  compare with them: every stored instant lies between);
 - integers must fit the column (``SmallIntField`` 16-bit, ``IntField`` 32-bit, ``BigIntField`` 64-bit), and
   ``True``/``False`` are not numbers;
 - floats and decimals must be finite (SQLite stores NaN as NULL); decimals written are rounded half-up to
@@ -81,6 +84,30 @@ def as_utc(value: dt.datetime) -> dt.datetime:
         raise PydanticCustomError(
             "datetime_range", "out of range: in UTC this instant falls outside years 1 to 9999; use one within them"
         ) from None
+
+
+#: the values asyncpg sends to PostgreSQL as -infinity and infinity (asyncpg's pgproto datetime codec)
+_DRIVER_INFINITIES: dict[Any, str] = {
+    dt.datetime.min.replace(tzinfo=UTC): "-infinity", dt.datetime.max.replace(tzinfo=UTC): "infinity",
+    dt.date.min: "-infinity", dt.date.max: "infinity",
+}
+
+
+def finite(value: Any) -> Any:
+    """``value`` (a UTC date-time or a date) unchanged, or a pydantic error when it is the first or last one
+    a ``datetime``/``date`` holds: asyncpg writes those as PostgreSQL's ``-infinity``/``infinity``, which
+    other clients read as such (and asyncpg reads back as a naive value), so neither engine stores them."""
+    infinity = _DRIVER_INFINITIES.get(value) if value.__class__ in (dt.datetime, dt.date) else None
+    if infinity is not None:
+        first = infinity == "-infinity"
+        raise PydanticCustomError(
+            "datetime_infinity",
+            "out of range: {value} is the {end} {kind} Python can hold, which PostgreSQL's driver (asyncpg) stores "
+            "as {infinity}; use {fix} one",
+            {"value": value.isoformat(), "end": "first" if first else "last", "infinity": infinity,
+             "kind": "date-time" if isinstance(value, dt.datetime) else "date", "fix": "a later" if first else "an earlier"},
+        )
+    return value
 
 
 def storable_text(value: str) -> str:
@@ -229,7 +256,11 @@ def value_type(field: tf.Field, purpose: Purpose = "input") -> Any:
     if isinstance(python_type, type) and issubclass(python_type, enum.Enum):
         return python_type
     if python_type is dt.datetime:
+        if purpose == "input":
+            return Annotated[dt.datetime, AfterValidator(as_utc), AfterValidator(finite)]
         return Annotated[dt.datetime, AfterValidator(as_utc)]
+    if python_type is dt.date and purpose == "input":
+        return Annotated[dt.date, AfterValidator(finite)]
     if python_type is str:
         max_length = getattr(field, "max_length", None) if purpose == "input" else None
         if max_length:
