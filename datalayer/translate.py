@@ -188,7 +188,8 @@ def translate(exc: BaseException, model: str = "record") -> DataLayerError:
     if isinstance(root, orm.IntegrityError | sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
         return _integrity(model, root)
     if isinstance(root, asyncpg.exceptions.DataError | asyncpg.exceptions._base.DataError):
-        return ValidationError({"__all__": f"a value does not fit its column ({root.__class__.__name__}: {root})"}, model=model)
+        return ValidationError({"__all__": f"the database refused a value ({root.__class__.__name__}: {root}); "
+                                           "check the values and what the statement computes from them"}, model=model)
     if isinstance(exc, orm.ValidationError | orm.FieldError | orm.ParamsError):
         return ValidationError({"__all__": str(exc)}, model=model)
     if isinstance(root, asyncpg.exceptions.TransactionRollbackError):  # 40001 serialization, 40P01 deadlock

@@ -337,6 +337,7 @@ async def test_a_bad_total_is_a_validation_error_naming_it_and_the_choices(ctx):
             await ctx.manager(Article).find_many(total=total)
         assert list(caught.value.errors) == ["total"]
         assert "'exact', 'estimated', 'none'" in caught.value.errors["total"]
+        assert caught.value.errors["total"].endswith(f"got {total!r}"), "the error echoes the value given"
 
 
 async def test_a_bad_default_total_is_a_configuration_error_naming_where_it_was_set(ctx):

@@ -226,6 +226,14 @@ async def test_sqlite_session_settings_are_restored_after_raw_sql(ctx, backend):
         await ctx.manager(Article).create({"title": "orphan", "author_id": "00000000-0000-7000-8000-00000000beef"})
 
 
+@pytest.mark.postgres_only  # SQLite's 1 / 0 is NULL
+async def test_a_value_error_the_server_raises_says_what_it_was_not_that_it_fit_no_column(ctx):
+    with pytest.raises(ValidationError) as caught:
+        await ctx.raw("SELECT 1 / $1::int AS q", [0])
+    message = caught.value.errors["__all__"]
+    assert "DivisionByZeroError: division by zero" in message and "column" not in message
+
+
 async def test_a_caught_raw_error_inside_a_transaction_keeps_the_transaction(ctx):
     """A failed raw statement runs in its own savepoint: catching it leaves the caller's work in place."""
     async with ctx.transaction() as tx:

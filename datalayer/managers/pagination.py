@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 from tortoise.models import Model
 
-from datalayer.errors import ConfigurationError, ValidationError
+from datalayer.errors import ConfigurationError, ValidationError, shown
 from datalayer.managers.filters import coerce, filter_fields
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ def check_total(total: Any, default: Any, owner: str) -> TotalKind:
             raise ConfigurationError(f"{owner} must be one of {allowed}, got {default!r}")
         return default
     if not isinstance(total, str) or total not in TOTAL_KINDS:
-        raise ValidationError({"total": f"expected one of {allowed}"})
+        raise ValidationError({"total": f"expected one of {allowed} (or None for the default), got {shown(total)}"})
     return total
 
 
