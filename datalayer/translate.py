@@ -13,16 +13,19 @@ import asyncpg.pgproto.pgproto
 from redis import exceptions as redis_errors
 from tortoise import Tortoise
 from tortoise import exceptions as orm
+from tortoise.fields.data import CharEnumFieldInstance, IntEnumFieldInstance
 from tortoise.models import Model
 
 from datalayer.errors import (
     CacheUnavailableError,
+    ConfigurationError,
     ConflictError,
     DatabaseUnavailableError,
     DataLayerError,
     NotFoundError,
     TransactionAbortedError,
     ValidationError,
+    shown,
 )
 from datalayer.schema import fields_of_columns, fields_of_unique_index
 
@@ -227,6 +230,28 @@ def _from_aiosqlite(exc: ValueError) -> bool:
     return tb is not None and "aiosqlite" in tb.tb_frame.f_code.co_filename and str(exc) in _AIOSQLITE_CLOSED
 
 
+def _unlisted_enum_value(exc: ValueError) -> ConfigurationError | None:
+    """The error to raise when ``exc`` is an enum field's ``to_python_value`` meeting a stored value its enum
+    does not list (written by raw SQL, or by a version of the app whose enum had more members)."""
+    tb = exc.__traceback__
+    for _ in range(64):  # the frames between the read and the enum's constructor: a handful
+        if tb is None:
+            return None
+        frame = tb.tb_frame
+        field = frame.f_locals.get("self") if frame.f_code.co_name == "to_python_value" else None
+        if isinstance(field, CharEnumFieldInstance | IntEnumFieldInstance):
+            owner = getattr(getattr(field, "model", None), "__name__", "a model")
+            enum_type = field.enum_type
+            listed = ", ".join(repr(member.value) for member in enum_type)
+            return ConfigurationError(
+                f"{owner}.{field.model_field_name}: a stored row holds {shown(frame.f_locals.get('value'))}, which "
+                f"{enum_type.__name__} does not list (it has {listed}); add the value to the enum (a newer version "
+                "of the app or raw SQL may have written it) or correct the row"
+            )
+        tb = tb.tb_next
+    return None
+
+
 @contextmanager
 def translated(model: str = "record") -> Iterator[None]:
     """``with translated("User"): ...`` re-raises ORM and driver errors as the library's own.
@@ -238,6 +263,8 @@ def translated(model: str = "record") -> Iterator[None]:
     except _DRIVER_ERRORS as exc:
         raise translate(exc, model) from exc
     except ValueError as exc:
+        if (unlisted := _unlisted_enum_value(exc)) is not None:
+            raise unlisted from None
         if not _from_aiosqlite(exc):
             raise
         raise DatabaseUnavailableError("the SQLite connection is closed (was the context closed?)") from exc

@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 from tortoise import timezone
 
-from datalayer import NotFoundError, ValidationError
-from datalayer.core.accounts import Session
+from datalayer import ConfigurationError, NotFoundError, ValidationError
 from datalayer.analysis.models import LogLevel, SystemLog
+from datalayer.core.accounts import Session
 
 
 @pytest.fixture
@@ -30,6 +30,23 @@ async def test_log_system_event_rejects_unknown_levels(ctx):
         await ctx.system_logs.log_system_event("svc", "LOUD", "x")
     assert "level" in info.value.errors
     assert await ctx.system_logs.count() == 0
+
+
+async def test_a_stored_level_the_enum_does_not_list_is_a_library_error_naming_it_on_every_read(ctx):
+    """A row written by raw SQL, or by a version of the app whose LogLevel had more members: every read names
+    the field, the value and the fix instead of raising Tortoise's bare ValueError."""
+    entry = await ctx.system_logs.log_system_event("svc", "INFO", "kept")
+    await ctx.raw("UPDATE system_logs SET level = 'TRACE' WHERE id = $1", [str(entry.id)] if ctx.target.engine
+                  == "sqlite" else [entry.id])
+    for read in (lambda: ctx.system_logs.get(entry.id), lambda: ctx.system_logs.find_many(),
+                 lambda: ctx.system_logs.find_after(None), lambda: ctx.system_logs.find_one({"service": "svc"}),
+                 lambda: ctx.system_logs.find_recent(service="svc")):
+        with pytest.raises(ConfigurationError) as caught:
+            await read()
+        assert "SystemLog.level" in str(caught.value) and "'TRACE'" in str(caught.value)
+        assert "LogLevel does not list" in str(caught.value)
+    await ctx.raw("UPDATE system_logs SET level = 'WARNING' WHERE level = 'TRACE'")
+    assert (await ctx.system_logs.get(entry.id)).level is LogLevel.WARNING
 
 
 async def test_system_logs_are_not_audited(ctx):
