@@ -49,6 +49,7 @@ class Result:
     p50_ms: dict[str, float] | None = None
     p99_ms: dict[str, float] | None = None
     sqlalchemy: float | None = None  # SQLAlchemy 2 async ORM (benchmarks.sqlalchemy_peer), where it has the operation
+    row_by_row: float | None = None  # writes by filter: the same units/s of the row-by-row path they replace
 
 
 async def seeded(stage: Stage, rows: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:

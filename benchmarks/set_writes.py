@@ -164,10 +164,10 @@ async def writes_by_filter(stage_: Stage, rows: int, rounds: int) -> list[Result
     return [
         Result(f"update_many {rows:,} rows", "rows/s", update["datalayer"], update["tortoise"], update["asyncpg"],
                f"{update['datalayer'] / before:.1f}x the row-by-row path ({before:,.0f} rows/s); versions + audit "
-               "rows; Tortoise bare queryset update; asyncpg: one equivalent statement"),
+               "rows; Tortoise bare queryset update; asyncpg: one equivalent statement", row_by_row=before),
         Result(f"delete_many + restore_many {rows:,} rows", "rows/s", pairs["datalayer"], pairs["tortoise"], None,
                f"{pairs['datalayer'] / flip_before:.1f}x the row-by-row path ({flip_before:,.0f} rows/s); "
-               "Tortoise: two bare queryset updates"),
+               "Tortoise: two bare queryset updates", row_by_row=flip_before),
     ]
 
 
