@@ -12,9 +12,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from datalayer import ConfigurationError, close_context, get_context, migrations
+from datalayer import ConfigurationError, DataLayerError, close_context, get_context, migrations
 from datalayer.legacy_history import FILES as LEGACY_FILES
 from datalayer.legacy_history import module as legacy_module
+from datalayer.migration_files import EMPTY_UPGRADE
 from datalayer.migration_writer import make_migration
 from datalayer.project import Project, load_project
 from datalayer.seeding import load_seed_set, seed
@@ -110,6 +111,44 @@ async def test_an_apps_history_with_foreign_keys_into_the_packs_upgrades_and_dow
     assert await query(url, f"SELECT label FROM {table}") == [("kept",)]
     with pytest.raises(Exception, match="initial migration"):
         await migrations.downgrade(0, settings, app="models", project=project)
+
+
+async def test_a_migration_that_fails_half_way_leaves_nothing_and_runs_again_once_fixed(empty_database_url, app_root,
+                                                                                        monkeypatch):
+    """Its first statement is undone with it, on both engines (SQLite's executescript used to COMMIT each
+    statement, so the column stayed, the migration was not recorded, and every later upgrade failed on
+    "duplicate column name")."""
+    url, settings = empty_database_url, make_settings(empty_database_url)
+    project = write_app(app_root, NOTEBOOK_V1)
+    monkeypatch.syspath_prepend(str(app_root))
+    make_migration("init", project=project)
+    await migrations.upgrade(settings, project)
+    table = f"shelf_{app_root.name}"
+    boom = make_migration("boom", empty=True, project=project)
+    text = boom.read_text()
+    failing = text.replace(EMPTY_UPGRADE, f'ALTER TABLE "{table}" ADD "weight" INT;\n        SELECT * FROM no_such_table')
+    boom.write_text(failing)
+
+    with pytest.raises(DataLayerError, match="no_such_table"):
+        await migrations.upgrade(settings, project)
+    assert "weight" not in await columns(url, table), "the failed migration's first statement stayed"
+    assert await migrations.pending_migrations(settings, project) == [f"models/{boom.name}"]
+
+    boom.write_text(text.replace(EMPTY_UPGRADE, f'ALTER TABLE "{table}" ADD "weight" INT'))
+    assert await migrations.upgrade(settings, project) == [f"models/{boom.name}"]
+    assert "weight" in await columns(url, table)
+
+
+@pytest.mark.parametrize("statement", ["BEGIN", "COMMIT", "PRAGMA foreign_keys = OFF", "END TRANSACTION"])
+async def test_a_script_in_a_sqlite_transaction_refuses_what_a_transaction_cannot_honour(ctx, statement):
+    """Transaction control, and PRAGMA foreign_keys (a no-op inside a transaction, so a table rebuild would
+    run with foreign keys on): refused before anything runs, naming RUN_IN_TRANSACTION = False."""
+    if ctx.target.engine != "sqlite":
+        pytest.skip("PostgreSQL runs a script in its transaction as written (no implicit COMMIT)")
+    with pytest.raises(ConfigurationError, match="RUN_IN_TRANSACTION = False"):
+        async with ctx.transaction() as tx:
+            await tx.connection.execute_script(f'CREATE TABLE "t_refused" (x INT); {statement};')
+    assert not await ctx.raw("SELECT name FROM sqlite_master WHERE name = 't_refused'")
 
 
 async def test_get_context_with_the_apps_models_migrates_its_tables_too(empty_database_url, app_root, monkeypatch):

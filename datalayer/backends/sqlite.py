@@ -21,7 +21,7 @@ from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionConte
 from tortoise.connection import get_connections
 from tortoise.exceptions import TransactionManagementError
 
-from datalayer.backends import sqlite_functions
+from datalayer.backends import sqlite_functions, sqlite_scripts
 from datalayer.backends.guarded import settle
 from datalayer.backends.instrumented import (
     ParametersHidden,
@@ -117,6 +117,23 @@ class InstrumentedSqliteTransaction(TimedTransaction, SqliteTransactionWrapper):
     """The connection of one transaction (or savepoint); its statements are timed like any other."""
 
     saved_pragmas: dict[str, Any] | None = None
+
+    async def execute_script(self, query: str) -> None:
+        """Run ``query``'s statements one by one inside this transaction (``sqlite3.executescript`` would
+        COMMIT it first: see ``datalayer.backends.sqlite_scripts``).
+
+        Raises:
+            ConfigurationError: the script holds transaction control or ``PRAGMA foreign_keys`` (nothing ran).
+        """
+        each = sqlite_scripts.statements(query)
+        started, failed = perf_counter(), True
+        async with self.acquire_connection() as connection:
+            try:
+                for statement in each:
+                    await connection.execute(statement)
+                failed = False
+            finally:
+                self.monitor.record(query, perf_counter() - started, failed)
 
     async def run_raw(self, query: str, values: list) -> list[dict]:
         """One raw statement in this transaction; its session changes last until the transaction ends."""
