@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from datalayer import introspect
-from datalayer import Character, CharacterTemplate, TaskStatus, User
+from datalayer import Character, CharacterTemplate, TaskStatus, User, introspect
+from datalayer.errors import ConfigurationError, ValidationError
 from datalayer.security.passwords import is_bcrypt_hash
-from datalayer.errors import ConfigurationError
 from datalayer.seeding import SEED_ACTOR, SEEDS_DIR, SeedError, clear, load_seed_set, seed
 
 
@@ -120,6 +120,40 @@ async def test_a_seed_failing_half_way_leaves_nothing(ctx, tmp_path):
         await seed(ctx, load_seed_set(str(broken)))
 
     assert await snapshot(ctx) == before
+
+
+@pytest.mark.parametrize("email, username", [
+    ("n\u0000ul@x.example", "nul"), ("long@x.example", "x" * 100_000), ("\ud800@x.example", "surrogate"),
+    ("fine@x.example", 42),
+], ids=["nul-in-key", "over-long", "surrogate-in-key", "wrong-type"])
+async def test_a_bad_seed_value_names_the_file_row_and_field_and_writes_nothing(ctx, tmp_path, email, username):
+    source = tmp_path / "hostile.json"
+    source.write_text(json.dumps({"records": [{"model": "User", "key": ["email"], "rows": [
+        {"email": "good@x.example", "username": "good", "password": "good-password"},
+        {"email": email, "username": username, "password": "bad-password"},
+    ]}]}))
+    before = await snapshot(ctx)
+
+    with pytest.raises(ValidationError) as caught:
+        await seed(ctx, load_seed_set(str(source)))
+
+    [field] = caught.value.errors
+    assert field.startswith("hostile.json: User.rows[1].") and field.rsplit(".", 1)[1] in ("email", "username")
+    assert len(str(caught.value)) < 500, "the error does not echo a 100,000-character value"
+    assert await snapshot(ctx) == before
+
+
+@pytest.mark.parametrize("document, says", [
+    ([1, 2], "expected an object"), ({"records": {"model": "User"}}, '"records" must be an array'),
+    ({"records": [1]}, "records[0] must be an object"), ({"include": "x.json"}, '"include" must be an array'),
+    ({"records": [{"model": "User", "key": "email", "rows": []}]}, '"key" must be a non-empty array'),
+    ({"records": [{"model": "User", "key": ["email"], "rows": [["a"]]}]}, '"rows" must be an array of objects'),
+])
+def test_a_seed_file_of_the_wrong_shape_is_a_configuration_error_naming_it(tmp_path, document, says):
+    source = tmp_path / "shape.json"
+    source.write_text(json.dumps(document))
+    with pytest.raises(ConfigurationError, match="shape.json: .*" + re.escape(says)):
+        load_seed_set(str(source))
 
 
 def test_production_seed_is_reference_data_only():

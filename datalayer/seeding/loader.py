@@ -46,6 +46,46 @@ class SeedSet:
         return sum(len(block.rows) for block in self.blocks)
 
 
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true/false", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _shape(document: Any, name: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """``(include, records)`` of a seed file, each part checked for the shape the runner reads.
+
+    Raises:
+        ConfigurationError: naming the file and the part that is not as ``{"include": [file, ...],
+            "records": [{"model": name, "key": [field, ...], "rows": [{...}, ...]}, ...]}``.
+    """
+    if not isinstance(document, dict):
+        raise ConfigurationError(f'{name}: expected an object with "records" (and "include"), got {_kind(document)}')
+    includes, records = document.get("include", []), document.get("records", [])
+    if not isinstance(includes, list) or not all(isinstance(item, str) for item in includes):
+        raise ConfigurationError(f'{name}: "include" must be an array of file names')
+    if not isinstance(records, list):
+        raise ConfigurationError(f'{name}: "records" must be an array, got {_kind(records)}')
+    for index, record in enumerate(records):
+        where = f"{name}: records[{index}]"
+        if not isinstance(record, dict):
+            raise ConfigurationError(f"{where} must be an object with model, key and rows, got {_kind(record)}")
+        missing = [k for k in ("model", "key", "rows") if k not in record]
+        if missing:
+            raise ConfigurationError(f"{where} needs {', '.join(missing)}")
+        if not isinstance(record["model"], str):
+            raise ConfigurationError(f'{where}: "model" must be a model name, got {_kind(record["model"])}')
+        key = record["key"]
+        if not isinstance(key, list) or not key or not all(isinstance(k, str) for k in key):
+            raise ConfigurationError(f'{where}: "key" must be a non-empty array of field names, got {_kind(key)}')
+        rows = record["rows"]
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ConfigurationError(f'{where}: "rows" must be an array of objects')
+    return includes, records
+
+
 def _read(path: Path, seen: set[Path]) -> list[SeedBlock]:
     if path in seen:
         raise ConfigurationError(f"seed file {path.name} includes itself")
@@ -56,13 +96,11 @@ def _read(path: Path, seen: set[Path]) -> list[SeedBlock]:
         raise ConfigurationError(f"seed file {path} does not exist") from None
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"seed file {path.name} is not valid JSON: {exc}") from None
+    includes, records = _shape(document, path.name)
     blocks: list[SeedBlock] = []
-    for include in document.get("include", []):
+    for include in includes:
         blocks.extend(_read(path.parent / include, seen))
-    for index, record in enumerate(document.get("records", [])):
-        missing = [k for k in ("model", "key", "rows") if k not in record]
-        if missing:
-            raise ConfigurationError(f"{path.name}: records[{index}] needs {', '.join(missing)}")
+    for index, record in enumerate(records):
         key = tuple(record["key"])
         for row in record["rows"]:
             absent = [k for k in key if k not in row]

@@ -13,10 +13,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError as PydanticValidationError
 from tortoise.models import Model
 
 from datalayer.actor import acting_as
 from datalayer.context import DataContext
+from datalayer.errors import ValidationError
+from datalayer.managers.filters import _adapter
+from datalayer.managers.values import value_type
 from datalayer.seeding.loader import SeedBlock, SeedSet
 from datalayer.seeding.values import (
     SeedError,
@@ -76,6 +80,7 @@ async def _seed_row(context: DataContext, model: type[Model], block: SeedBlock, 
     password = row.get("password") if _has_password(model) else None
     values = await resolve(model, {k: v for k, v in row.items() if not (k == "password" and _has_password(model))})
     key = {column_name(model, k): values[column_name(model, k)] for k in block.key}
+    _check_key(model, key)
     shown = {k: row[k] for k in block.key}
     existing = await live_rows(model).filter(**key).first()
     if existing is None:
@@ -101,15 +106,39 @@ async def _seed_row(context: DataContext, model: type[Model], block: SeedBlock, 
         report.add(model, shown, "updated", ", ".join(sorted(changed)))
 
 
+def _check_key(model: type[Model], key: dict[str, Any]) -> None:
+    """The natural key's values pass the rules of a value to write (type, length, storable text) before the
+    lookup by them: the driver would otherwise meet a NUL or an over-long text first."""
+    fields = model._meta.fields_map
+    for name, value in key.items():
+        if name not in fields or name in model._meta.fetch_fields:
+            continue
+        try:
+            _adapter(value_type(fields[name], "input")).validate_python(value)
+        except PydanticValidationError as exc:
+            raise ValidationError({name: exc.errors(include_url=False)[0]["msg"]}, model=model.__name__) from None
+
+
 async def seed(context: DataContext, seed_set: SeedSet, *, force: bool = False) -> SeedReport:
-    """Create what is missing; leave (or with ``force``, overwrite) rows that differ. All or nothing."""
+    """Create what is missing; leave (or with ``force``, overwrite) rows that differ. All or nothing.
+
+    Raises:
+        ValidationError: a row's value is refused; each field is named with the seed file and the row's
+            place in it (``development.json: User.rows[2].email``). Nothing is written.
+        SeedError: the set is inconsistent (an unknown model or field, a relation to a row it lacks).
+    """
     report = SeedReport(seed_set.name)
     async with transaction():
         with acting_as(SEED_ACTOR):
             for block in seed_set.blocks:
                 model = _model(context, block.model)
-                for row in block.rows:
-                    await _seed_row(context, model, block, row, force, report)
+                for index, row in enumerate(block.rows):
+                    try:
+                        await _seed_row(context, model, block, row, force, report)
+                    except ValidationError as exc:
+                        where = f"{block.source}: {block.model}.rows[{index}]"
+                        raise ValidationError({f"{where}.{field}": message for field, message in exc.errors.items()},
+                                              model=None) from None
     return report
 
 
