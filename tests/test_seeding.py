@@ -156,6 +156,29 @@ def test_a_seed_file_of_the_wrong_shape_is_a_configuration_error_naming_it(tmp_p
         load_seed_set(str(source))
 
 
+def test_two_rows_with_the_same_natural_key_in_one_file_are_refused(tmp_path):
+    source = tmp_path / "twice.json"
+    source.write_text(json.dumps({"records": [{"model": "CharacterTemplate", "key": ["name"], "rows": [
+        {"name": "D1", "style_type": "FANTASY", "base_prompt": "one"}, {"name": "other", "style_type": "FANTASY",
+        "base_prompt": "x"}, {"name": "D1", "style_type": "FANTASY", "base_prompt": "two"}]}]}))
+    with pytest.raises(ConfigurationError, match=r"twice.json: records\[0\] rows 0 and 2 have the same"):
+        load_seed_set(str(source))
+
+
+async def test_a_relation_lookup_must_name_one_row_through_the_filter_allow_list(ctx, tmp_path):
+    await ctx.users.create_user("one@x.example", "a long passphrase", username="same")
+    await ctx.users.create_user("two@x.example", "a long passphrase", username="other")
+    before = await snapshot(ctx)
+    for lookup, says in (({"is_active": True}, "more than one row"), ({"password_hash": "x"}, "password_hash"),
+                         ({}, "at least one field")):
+        source = tmp_path / "lookup.json"
+        source.write_text(json.dumps({"records": [{"model": "Character", "key": ["user", "name"], "rows": [
+            {"user": lookup, "name": "c", "prompt": "p"}]}]}))
+        with pytest.raises((SeedError, ValidationError), match=says):
+            await seed(ctx, load_seed_set(str(source)))
+        assert await snapshot(ctx) == before
+
+
 def test_production_seed_is_reference_data_only():
     seed_set = load_seed_set("production")
     assert {block.model for block in seed_set.blocks} == {"CharacterTemplate", "Configuration"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datalayer.errors import ConfigurationError
+from datalayer.errors import ConfigurationError, shown
 from datalayer.packs import bundled_folder
 from datalayer.project import Project, load_project
 
@@ -102,12 +102,20 @@ def _read(path: Path, seen: set[Path]) -> list[SeedBlock]:
         blocks.extend(_read(path.parent / include, seen))
     for index, record in enumerate(records):
         key = tuple(record["key"])
-        for row in record["rows"]:
+        first_with: dict[str, int] = {}
+        for place, row in enumerate(record["rows"]):
             absent = [k for k in key if k not in row]
             if absent:
                 raise ConfigurationError(
                     f"{path.name}: a {record['model']} row lacks its key field(s) {', '.join(absent)}: {row}"
                 )
+            marker = json.dumps([row[k] for k in key], sort_keys=True, default=str)
+            if marker in first_with:
+                raise ConfigurationError(
+                    f"{path.name}: records[{index}] rows {first_with[marker]} and {place} have the same "
+                    f"{record['model']} key ({', '.join(key)} = {shown(marker)}); keep one"
+                )
+            first_with[marker] = place
         blocks.append(SeedBlock(record["model"], key, tuple(record["rows"]), path.name))
     return blocks
 

@@ -13,6 +13,7 @@ from tortoise.models import Model
 
 from datalayer.errors import DataLayerError
 from datalayer.introspect import every_row, is_soft
+from datalayer.managers.filters import filter_q
 
 
 class SeedError(DataLayerError):
@@ -58,10 +59,16 @@ async def resolve(model: type[Model], row: dict[str, Any], *, include_deleted: b
             if not isinstance(value, dict):
                 raise SeedError(f"{model.__name__}.{name} must be a lookup of the related row, e.g. {{\"email\": ...}}")
             query = every_row(related) if include_deleted else live_rows(related)
-            found = await query.filter(**value).first()
-            if found is None:
+            condition = filter_q(related, value)  # the filters' allow-list and value rules
+            if condition is None:
+                raise SeedError(f"{model.__name__}.{name} needs at least one field to find the related row by")
+            found = await query.filter(condition).limit(2)
+            if not found:
                 raise SeedError(f"{model.__name__}.{name} refers to {related.__name__} {value}, which does not exist")
-            values[f"{name}_id"] = found.pk
+            if len(found) > 1:
+                raise SeedError(f"{model.__name__}.{name} refers to {related.__name__} {value}, which matches more "
+                                "than one row; add fields to the lookup until it names one")
+            values[f"{name}_id"] = found[0].pk
         else:
             values[column_name(model, name)] = _typed(model, name, value)
     return values
