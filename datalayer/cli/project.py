@@ -31,7 +31,7 @@ def _section(project: Project) -> str:
 
 @command("init")
 def init_command() -> None:
-    """Scaffold the app in this folder: [tool.datalayer] in pyproject.toml, migrations/<app>/ and seeds/.
+    """Scaffold the app in this folder: a tool.datalayer table in pyproject.toml, migrations/<app>/ and seeds/.
 
     Run it with DATALAYER_MODELS (or --models) naming your model modules; it changes nothing that exists.
     """
