@@ -127,6 +127,28 @@ async def _command(config: dict[str, Any], item: History) -> Any:
     return command
 
 
+async def _naming_the_file(exc: Exception, item: History) -> BaseException:
+    """``exc`` (a migration of ``item`` failed) as the library's error, its message naming the file that
+    failed: the first of the app's files not recorded as applied (each file runs in its own transaction)."""
+    try:
+        done = {name for _, name in await _read_applied([item.label])}
+    except Exception:  # noqa: BLE001 - the database may be gone: report the first error as it is
+        return exc
+    failing = next((name for name in item.files() if name not in done), None)
+    if failing is None:
+        return exc
+    where = f"migration {item.label}/{failing}"
+    try:
+        with translated(where):
+            raise exc
+    except DataLayerError as known:
+        if where not in str(known):
+            known.args = (f"{where}: {known}",)
+        return known
+    except Exception as other:  # noqa: BLE001 - not the library's: as it was
+        return other
+
+
 async def _read_applied(labels: list[str]) -> list[tuple[str, str]]:
     """(app, file) rows of aerich's table for ``labels``, oldest first ([] when the table does not exist)."""
     from tortoise import Tortoise
@@ -168,7 +190,10 @@ async def upgrade(settings: Settings | None = None, project: Project | None = No
                         "run `datalayer migrate init` in the app's folder (or set DATALAYER_MIGRATIONS_DIR)")
                 continue
             command = await _command(config, item)
-            applied += [f"{item.label}/{name}" for name in await command.upgrade(run_in_transaction=True)]
+            try:
+                applied += [f"{item.label}/{name}" for name in await command.upgrade(run_in_transaction=True)]
+            except Exception as exc:  # noqa: BLE001 - re-raised, translated, with the file's name
+                raise await _naming_the_file(exc, item) from None
         return applied
 
     applied = await _with_database(settings, project, work, exclusive=True)

@@ -129,8 +129,9 @@ async def test_a_migration_that_fails_half_way_leaves_nothing_and_runs_again_onc
     failing = text.replace(EMPTY_UPGRADE, f'ALTER TABLE "{table}" ADD "weight" INT;\n        SELECT * FROM no_such_table')
     boom.write_text(failing)
 
-    with pytest.raises(DataLayerError, match="no_such_table"):
+    with pytest.raises(DataLayerError, match="no_such_table") as caught:
         await migrations.upgrade(settings, project)
+    assert f"migration models/{boom.name}" in str(caught.value), "the error names the file that failed"
     assert "weight" not in await columns(url, table), "the failed migration's first statement stayed"
     assert await migrations.pending_migrations(settings, project) == [f"models/{boom.name}"]
 
