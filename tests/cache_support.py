@@ -8,6 +8,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import redis
@@ -55,6 +57,26 @@ def epoch_cache(url: str, ns: str, timeout_s: float = 0.5, epoch_check: float = 
     (every ``epoch_check`` seconds in the background, default: not within a test)."""
     return Cache(RedisBackend(url, timeout_s=timeout_s), namespace=ns, persistent=PersistentCache(),
                  epoch_check=epoch_check, invalidation_guard=GUARD)
+
+
+@asynccontextmanager
+async def writer_behind_the_epoch() -> AsyncIterator[tuple[Cache, Cache, Cache]]:
+    """``(reader, writer, cut_off)`` on one fresh namespace: the writer read the epoch (0) before ``cut_off``,
+    whose Redis is unreachable, advanced it to 1 by a failed invalidation; the reader has the new epoch.
+    Every key of the namespace is dropped and the three caches closed afterwards."""
+    ns = namespace()
+    reader, writer = epoch_cache(REDIS_URL, ns), epoch_cache(REDIS_URL, ns)
+    cut_off = epoch_cache(f"redis://127.0.0.1:{free_port()}/0", ns, timeout_s=0.05)
+    try:
+        assert await writer.get("probe") is None  # the writer knows epoch 0
+        await cut_off.invalidate("elsewhere")  # Redis unreachable from there: the epoch advances
+        assert writer.epoch.value == 0 and cut_off.epoch.value == 1
+        await reader.epoch.refresh()
+        yield reader, writer, cut_off
+    finally:
+        await reader.invalidate_prefix("")
+        for cache in (reader, writer, cut_off):
+            await cache.close()
 
 
 def memory_cache(ns: str | None = None, **options: object) -> Cache:

@@ -14,12 +14,9 @@ import pytest
 from datalayer.cache.grouped import GroupedCalls
 from tests.cache_support import (
     GUARD,
-    REDIS_URL,
-    epoch_cache,
-    free_port,
-    namespace,
     redis_cache,
     require_redis,
+    writer_behind_the_epoch,
 )
 
 
@@ -131,24 +128,13 @@ async def test_grouped_invalidations_land_under_an_epoch_the_writer_had_not_hear
     """Rule 2 of the epoch, with grouping: writers behind on the epoch invalidate concurrently; every key a
     reader filled under the new epoch before the writes is dropped when they return."""
     require_redis()
-    ns = namespace()
-    reader, writer = epoch_cache(REDIS_URL, ns), epoch_cache(REDIS_URL, ns)
-    cut_off = epoch_cache(f"redis://127.0.0.1:{free_port()}/0", ns, timeout_s=0.05)
-    try:
-        assert await writer.get("warm") is None  # the writer knows epoch 0
-        await cut_off.invalidate("elsewhere")  # Redis unreachable from there: the epoch advances
-        assert writer.epoch.value == 0 < cut_off.epoch.value
-        await reader.epoch.refresh()
+    async with writer_behind_the_epoch() as (reader, writer, cut_off):
         names = [f"report-{i}" for i in range(20)]
         for name in names:
             await reader.set(name, "old")  # read before the writes, cached under the new epoch
         await asyncio.gather(*(writer.invalidate(name) for name in names))
         assert [await reader.get(name) for name in names] == [None] * len(names)
         assert writer.epoch.value == cut_off.epoch.value
-    finally:
-        await reader.invalidate_prefix("")
-        for cache in (reader, writer, cut_off):
-            await cache.close()
 
 
 @pytest.mark.parametrize("in_transaction", [False, True])

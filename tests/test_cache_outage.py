@@ -25,13 +25,13 @@ from datalayer.cache import Cache, CacheSettings, MemoryBackend, build_cache
 from datalayer.cache.epoch import RECOVERY_CHECK_S
 from datalayer.core.cache_entry import CacheEntry
 from tests.cache_support import (
-    REDIS_URL,
     PrivateRedis,
     epoch_cache,
     free_port,
     namespace,
     redis_cache,
     require_redis,
+    writer_behind_the_epoch,
 )
 from tests.conftest import make_settings
 
@@ -259,22 +259,11 @@ async def test_an_invalidation_from_a_process_behind_on_the_epoch_still_reaches_
     """The writer has not heard that the epoch moved (its periodic check is far off) while a reader already
     cached under the new epoch what it read before the write: the invalidation must land there."""
     require_redis()
-    ns = namespace()
-    reader, writer = epoch_cache(REDIS_URL, ns), epoch_cache(REDIS_URL, ns)
-    cut_off = epoch_cache(f"redis://127.0.0.1:{free_port()}/0", ns, timeout_s=0.05)
-    try:
-        assert await writer.get("report") is None  # the writer knows epoch 0
-        await cut_off.invalidate("elsewhere")  # Redis unreachable from there: the epoch advances
-        assert cut_off.epoch.value == 1 and writer.epoch.value == 0
-        await reader.epoch.refresh()
+    async with writer_behind_the_epoch() as (reader, writer, _):
         assert await reader.get_or_set("report", _old_report) == "old"  # read before the write, cached in epoch 1
         await writer.invalidate("report")  # after the write committed
         assert await reader.get("report") is None
         assert writer.epoch.value == 1
-    finally:
-        await reader.invalidate_prefix("")
-        for cache in (reader, writer, cut_off):
-            await cache.close()
 
 
 async def _old_report() -> str:
