@@ -491,8 +491,22 @@ async def _secrets(authors: ModelManager, world: str):
     return [row.id for row in made], {str(row.id): f"<author {n}>" for n, row in enumerate(made)} | emails
 
 
+AWKWARD_TEXT = ['say "hi" \\ back\\slash', "tab\there\nnewline\r\x1f", "fox 🦊, 中文, é", "\u2028\u2029 separators",
+                "</script>", "", " spaced "]
+
+
+async def _text(articles: ModelManager, world: str):
+    """Values whose audit JSON the one-statement writes spell by hand (quotes, escapes, non-ASCII, edges)."""
+    made = [await articles.create({"title": f"t{n}", "body": world, "views": n}) for n in range(len(AWKWARD_TEXT))]
+    for n, (row, text) in enumerate(zip(made, AWKWARD_TEXT, strict=True)):
+        await articles.update(row.id, {"title": text, "views": (-1, 2**31 - 1, 0)[n % 3]})
+    assert await articles.update_many({"body": world}, {"status": 'quoted "status"'}) == len(made)
+    return [row.id for row in made], {str(row.id): f"<row {n}>" for n, row in enumerate(made)}
+
+
 @pytest.mark.postgres_only  # the one-statement writes exist on PostgreSQL only; SQLite always runs the generic path
-@pytest.mark.parametrize(("scenario", "model"), [(_articles, Article), (_notes, CachedNote), (_secrets, Author)],
-                         ids=["dates-keys-nulls", "decimals-json", "secrets"])
+@pytest.mark.parametrize(("scenario", "model"),
+                         [(_articles, Article), (_notes, CachedNote), (_secrets, Author), (_text, Article)],
+                         ids=["dates-keys-nulls", "decimals-json", "secrets", "awkward-text"])
 async def test_one_statement_writes_leave_what_the_generic_path_leaves(ctx, scenario, model):
     await _compare(ctx, scenario, model)

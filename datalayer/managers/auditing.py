@@ -85,31 +85,31 @@ def creation_changes_json(model: type[Model], values: Mapping[str, Any]) -> str:
     parts = []
     for name, opening, secret in _creation_json_plan(model):
         value = values.get(name)
-        if value is None:
-            continue
-        kind = type(value)
-        if kind is str:
-            text = '"***"' if secret and value else encode_basestring(value)
-        elif kind is int:
-            text = '"***"' if secret else int.__repr__(value)
-        elif isinstance(value, uuid.UUID):
-            text = '"***"' if secret else f'"{value}"'
-        else:
-            plain = jsonable(value)
-            text = '"***"' if secret and plain != "" else _COMPACT_JSON(plain)
-        parts.append(f"{opening}{text}]")
+        if value is not None:
+            parts.append(f"{opening}{_value_text(value, secret)}]")
     return "{" + ",".join(parts) + "}"
 
 
-def changes_json(changes: Any) -> str:
-    """``changes`` as the JSON text the audit log's ``changes`` column stores (its own encoder)."""
-    encode: Callable[[Any], str] = AuditLog._meta.fields_map["changes"].encoder  # type: ignore[attr-defined]
-    return encode(changes)
+def _value_text(value: Any, secret: bool) -> str:
+    """``value`` (masked when ``secret``, as ``_masked`` masks it) as compact JSON text: strings, integers and
+    UUIDs by hand, anything else through ``jsonable`` and the JSON encoder."""
+    kind = type(value)
+    if kind is str:
+        return '"***"' if secret and value else encode_basestring(value)
+    if kind is int:
+        return '"***"' if secret else int.__repr__(value)
+    if value is None:
+        return "null"
+    if isinstance(value, uuid.UUID):
+        return '"***"' if secret else f'"{value}"'
+    plain = jsonable(value)
+    return '"***"' if secret and plain != "" else _COMPACT_JSON(plain)
 
 
 def value_json(model: type[Model], name: str, value: Any) -> str:
-    """One side of an audit pair as JSON text, masked as ``diff`` masks it: for SQL that builds the pair."""
-    return changes_json(_masked(model, name, value))
+    """One side of an audit pair as JSON text, masked as ``diff`` masks it: for SQL that builds the pair
+    (which casts it to ``jsonb``)."""
+    return _value_text(value, name in getattr(model, "secret_fields", ()))
 
 
 def row_of(model: type[Model], instance: Any) -> dict[str, Any]:

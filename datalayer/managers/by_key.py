@@ -20,7 +20,7 @@ from datalayer.managers import pg_rows
 @cache
 def _select_by(model: type[Model], field: str, dialect: str, live_only: bool) -> str:
     meta = model._meta
-    columns = ", ".join(f'"{column}"' for column in meta.fields_db_projection.values())
+    columns = ", ".join(f'"{column}"' for column in pg_rows.columns_of(model))
     table = f'"{meta.schema}"."{meta.db_table}"' if meta.schema else f'"{meta.db_table}"'
     placeholder = "$1" if dialect == "postgres" else "?"
     live = ' AND "deleted_at" IS NULL' if live_only else ""
@@ -36,8 +36,8 @@ async def fetch_by(model: type[Model], field: str, value: Any, *, live_only: boo
     dialect = connection.capabilities.dialect
     if dialect != "postgres":
         value = model._meta.fields_map[field].to_db_value(value, model)
-    rows = await connection.execute_query_dict(_select_by(model, field, dialect, live_only), [value])
-    return pg_rows.instance(model, rows[0]) if rows else None
+    _, rows = await connection.execute_query(_select_by(model, field, dialect, live_only), [value])
+    return pg_rows.instances(model, pg_rows.columns_of(model), rows)[0] if rows else None
 
 
 async def fetch_by_key(model: type[Model], key: Any, *, live_only: bool) -> Any | None:

@@ -1,8 +1,8 @@
 """Driver rows as model instances: what ``Model._init_from_db`` builds, at a fraction of its cost.
 
-Written for asyncpg's records (pages, one-statement writes); rows of either engine by column name
-(``instance``: a lookup by key, a cached row) take the same path, as the split between native and converted
-fields follows the engine Tortoise was last set up for.
+Written for asyncpg's records (pages, one-statement writes); rows of either engine (a lookup by key, a cached
+row) take the same path, as the split between native and converted fields follows the engine Tortoise was
+last set up for.
 
 ``_init_from_db`` takes each row as keyword arguments and passes every date-time through
 ``DatetimeField.to_python_value`` (an environment lookup per value): for a page of 20 rows that took about as
@@ -29,6 +29,13 @@ from tortoise.fields.data import DatetimeField, UUIDField
 from tortoise.models import Model
 
 Builder = Callable[[Sequence[Any], dt.tzinfo], list[Any]]
+
+
+@cache
+def columns_of(model: type[Model]) -> tuple[str, ...]:
+    """The model's columns in field order: what a statement selecting every column lists, and so the
+    ``columns`` to build its records with."""
+    return tuple(model._meta.fields_db_projection.values())
 
 
 def _plain_attribute(model: type[Model], name: str) -> bool:
@@ -82,17 +89,22 @@ def _builder(model: type[Model], columns: tuple[str, ...], native: tuple[str, ..
     return built
 
 
+#: (model, columns) -> (a copy of the model's native fields when its builder was made, the builder): the
+#: builder is looked up again only when ``Tortoise.init`` has split the fields differently (for another
+#: engine), which comparing the short list finds faster than building the key ``_builder`` is cached by
+_current: dict[tuple[type[Model], tuple[str, ...]], tuple[list[Any], Builder | None]] = {}
+
+
 def instances(model: type[Model], columns: tuple[str, ...], records: Sequence[Any]) -> list[Any]:
     """``records`` (each a sequence of values for ``columns``: every column of the model, and maybe more, which
     are ignored) as instances of ``model``."""
-    build = _builder(model, columns, tuple(key for key, _, _ in model._meta.db_native_fields))
+    native = model._meta.db_native_fields
+    known = _current.get((model, columns))
+    if known is None or known[0] != native:
+        known = _current[model, columns] = (list(native), _builder(model, columns, tuple(key for key, _, _ in native)))
+    build = known[1]
     if build is None or not timezone.get_use_tz():
         init = model._init_from_db
         return [init(**dict(zip(columns, record))) for record in records]
     return build(records, timezone.get_default_timezone())
 
-
-def instance(model: type[Model], row: Any) -> Any:
-    """One row (a driver record or a dict, by column name; columns beyond the model's are ignored) as an
-    instance of ``model``: what ``model._init_from_db(**row)`` builds."""
-    return instances(model, tuple(row.keys()), (tuple(row.values()),))[0]

@@ -92,8 +92,15 @@ def _statement(model: type[Model], names: tuple[str, ...]) -> str:
                                      now='upd."updated_at"', actor="$3", correlation="$7", record_id="$6",
                                      changes_sql=pg_audit.changes(entries), audit_id="$5")
         sql += f", aud AS ({audit})"
-    found = f'SELECT old."version" AS "{OLD_VERSION}", upd.* FROM old LEFT JOIN upd ON upd."id" = old."id"'
+    columns = ", ".join(f"upd.{quoted(column)}" for column in pg_rows.columns_of(model))
+    found = f'SELECT {columns}, old."version" AS "{OLD_VERSION}" FROM old LEFT JOIN upd ON upd."id" = old."id"'
     return f"{sql} {found}"
+
+
+@cache
+def _returned(model: type[Model]) -> tuple[str, ...]:
+    """The columns ``_statement`` returns: the model's, then the version found."""
+    return (*pg_rows.columns_of(model), OLD_VERSION)
 
 
 async def update_in_one_statement(
@@ -111,4 +118,4 @@ async def update_in_one_statement(
     row = rows[0]  # the driver's record: the model's columns, and the version found
     if row["id"] is None:
         return row[OLD_VERSION], None
-    return row[OLD_VERSION], pg_rows.instance(model, row)
+    return row[OLD_VERSION], pg_rows.instances(model, _returned(model), rows)[0]
