@@ -205,10 +205,13 @@ def _untag(tagged: Any) -> Any:
     return raw
 
 
+_CURSOR_JSON = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per cursor
+_READ_JSON = json.JSONDecoder().decode
+
+
 def encode_cursor(sort_by: str, descending: bool, value: Any, last_id: Any) -> str:
     payload = {"s": sort_by, "o": "d" if descending else "a", "v": _tag(value), "id": str(last_id)}
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(_CURSOR_JSON(payload).encode()).decode().rstrip("=")
 
 
 def decode_cursor(model: type[Model], cursor: Any, sort_by: str, descending: bool) -> tuple[Any, Any]:
@@ -230,7 +233,7 @@ def decode_cursor(model: type[Model], cursor: Any, sort_by: str, descending: boo
         if len(cursor) > MAX_CURSOR_LENGTH:
             raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        payload = _READ_JSON(base64.urlsafe_b64decode(padded.encode()).decode())
         value = _untag(payload["v"])
         last_id = payload["id"]
         made_for = (payload["s"], payload["o"])

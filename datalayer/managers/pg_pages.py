@@ -29,7 +29,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from datalayer.config import CONNECTION_NAME
-from datalayer.managers import pg_rows
+from datalayer.managers import pg_driver, pg_rows
 from datalayer.managers.filters import FieldInfo
 from datalayer.managers.pg_where import Rows, Shape, compile_filters, where_sql
 from datalayer.mixins.soft_delete import SoftDeleteManager
@@ -78,13 +78,8 @@ def _table(model: type[Model]) -> str:
 
 
 @cache
-def _columns(model: type[Model]) -> tuple[str, ...]:
-    return tuple(model._meta.fields_db_projection.values())
-
-
-@cache
 def _source(model: type[Model]) -> str:
-    columns = ", ".join(f'"{column}"' for column in _columns(model))
+    columns = ", ".join(f'"{column}"' for column in pg_rows.columns_of(model))
     return f"SELECT {columns} FROM {_table(model)}"
 
 
@@ -127,8 +122,8 @@ def _estimate_sql(model: type[Model], shape: Shape, rows: Rows) -> str:
 
 
 async def _instances(model: type[Model], where: Where, sql: str, params: list[Any]) -> list[Any]:
-    _, records = await where.connection.execute_query(sql, params)
-    return pg_rows.instances(model, _columns(model), records)
+    records = await pg_driver.read(sql, params, where.connection)
+    return pg_rows.instances(model, pg_rows.columns_of(model), records)
 
 
 async def page(
@@ -153,7 +148,7 @@ async def chunk(
 
 async def count(model: type[Model], where: Where) -> int:
     """How many rows ``where`` selects (an exact ``COUNT(*)``)."""
-    _, records = await where.connection.execute_query(_count_sql(model, where.shape, where.rows), where.params)
+    records = await pg_driver.read(_count_sql(model, where.shape, where.rows), where.params, where.connection)
     return int(records[0][0])
 
 
@@ -164,7 +159,7 @@ async def estimate(model: type[Model], where: Where) -> float:
 
 async def _plan_rows(connection: BaseDBAsyncClient, explain_sql: str, params: Sequence[Any]) -> float:
     """``Plan Rows`` of the top plan node for ``explain_sql`` (an ``EXPLAIN (FORMAT JSON)`` statement)."""
-    _, records = await connection.execute_query(explain_sql, list(params))
+    records = await pg_driver.read(explain_sql, params, connection)
     plan = records[0][0]
     return float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
 

@@ -99,6 +99,8 @@ def compile_filters(
 
     The parameters are in the order ``where_sql(shape)`` numbers them.
     """
+    if not checked:
+        return (), []
     found = []
     for info, lookup, value in checked:
         if info.hops:
