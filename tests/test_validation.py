@@ -44,6 +44,27 @@ async def test_a_declared_schema_adds_its_own_rules(ctx, monkeypatch):
     assert created.status == "published"
 
 
+async def test_a_declared_schema_does_not_turn_true_and_false_into_numbers(ctx, monkeypatch):
+    """``views: int`` in a declared schema is pydantic's lax int, which reads True as 1: the derived rule
+    (true and false are not numbers) still holds, on create, update and bulk_create, and nothing is written."""
+    monkeypatch.setattr(Article, "create_schema", ArticleCreate)
+    monkeypatch.setattr(Article, "update_schema", ArticleCreate)
+    articles = ctx.manager(Article)
+    with pytest.raises(ValidationError) as caught:
+        await articles.create({"title": "x", "views": True})
+    assert caught.value.errors == {"views": "expected a number, got true"}
+    article = await articles.create({"title": "kept", "views": 3})
+    with pytest.raises(ValidationError) as caught:
+        await articles.update(article.id, {"title": "kept", "views": False})
+    assert caught.value.errors == {"views": "expected a number, got false"}
+    with pytest.raises(ValidationError) as caught:
+        await articles.bulk_create([{"title": "a", "views": 2}, {"title": "b", "views": True}])
+    assert caught.value.errors == {"rows[1].views": "expected a number, got true"}
+    stored = await articles.get(article.id)
+    assert (stored.views, stored.version, await Article.all_objects.all().count()) == (3, 1, 1)
+    assert [row.views for row in await articles.bulk_create([{"title": "c", "views": 5}])] == [5]
+
+
 async def test_a_missing_foreign_key_target_is_a_validation_error(ctx):
     with pytest.raises(ValidationError):
         await ctx.manager(Article).create({"title": "x", "author_id": "00000000-0000-0000-0000-000000000001"})
