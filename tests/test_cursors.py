@@ -117,12 +117,31 @@ async def test_find_many_input_of_the_wrong_type_is_a_validation_error_naming_it
         ({"sort_by": {"x": 1}}, "sort_by"),
         ({"sort_order": 1}, "sort_order"),
         ({"include_deleted": "false"}, "include_deleted"),
+        ({"only_deleted": "yes"}, "only_deleted"),
     ],
 )
 async def test_find_after_input_of_the_wrong_type_is_a_validation_error_naming_it(ctx, call, key):
     with pytest.raises(ValidationError) as caught:
         await ctx.manager(Article).find_after(**call)
     assert key in caught.value.errors
+
+
+async def test_find_after_walks_the_trash_with_only_deleted_as_find_many_lists_it(ctx):
+    articles = ctx.manager(Article)
+    made = await articles.bulk_create([{"title": f"t{i:02}", "views": i % 3} for i in range(9)])
+    for row in made[1::2]:
+        await articles.delete(row.id)
+    walked, cursor = [], None
+    for _ in range(10):
+        chunk = await articles.find_after(cursor, limit=2, sort_by="title", only_deleted=True,
+                                          filters={"views__lte": 1})
+        walked += [row.title for row in chunk.items]
+        if (cursor := chunk.next_cursor) is None:
+            break
+    listed = await articles.find_many({"views__lte": 1}, sort_by="title", only_deleted=True, limit=100)
+    assert walked == [row.title for row in listed.items] == ["t01", "t03", "t07"]
+    assert [row.title for row in (await articles.find_after(limit=100, sort_by="title")).items] == \
+        ["t00", "t02", "t04", "t06", "t08"]
 
 
 async def test_count_and_exists_check_their_flags_too(ctx):

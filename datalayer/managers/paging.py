@@ -117,15 +117,27 @@ class Paging(Generic[M]):
         sort_order: str = "asc",
         filters: Mapping[str, Any] | None = None,
         include_deleted: bool = False,
+        only_deleted: bool = False,
     ) -> Chunk[M]:
-        """Keyset pagination on ``(sort_by, id)``: stable under inserts, same cost at any depth."""
+        """Keyset pagination on ``(sort_by, id)``: stable under inserts, same cost at any depth.
+
+        Args:
+            cursor: ``next_cursor`` of the previous chunk; None starts at the beginning.
+            limit: rows per chunk, 1 to ``max(max_page_size, 1000)``.
+            sort_by: a NOT NULL sortable field; ``sort_order``: ``"asc"`` or ``"desc"``.
+            filters, include_deleted, only_deleted: as ``find_many``'s (``only_deleted`` walks the trash).
+
+        Raises:
+            ValidationError: a bad cursor (not issued here, for another sort, or edited), filter, sort, limit
+                or flag.
+        """
         check_page(1, limit, max(self.max_page_size, 1000))
         sort_field, descending = check_sort(self.model, sort_by, sort_order)
         if self.model._meta.fields_map[sort_field].null:
             raise ValidationError({"sort_by": f"{sort_field} can be NULL; keyset needs a NOT NULL field"},
                                   model=self._label)
-        fast = self._fast_where(filters, None, include_deleted, False)
-        rows = fast if fast is not None else self._filtered(filters, None, include_deleted, False)
+        fast = self._fast_where(filters, None, include_deleted, only_deleted)
+        rows = fast if fast is not None else self._filtered(filters, None, include_deleted, only_deleted)
         after = None if cursor is None else decode_cursor(self.model, cursor, sort_field, descending)
         with translated(self._label):
             if isinstance(rows, pg_pages.Where):
