@@ -13,7 +13,9 @@ WAL it wrote) and the ``VACUUM`` a plain table's DELETE leaves behind.
 
 ``--audit`` measures instead whether the audit log would gain from the same layout: ``history()`` looks a
 record up by ``record_id`` with no time bound, so it is timed on ``audit_log`` as migrated and on a copy
-partitioned by day (same rows, same indexes).
+partitioned by day (same rows, same indexes). ``--usage`` does the same for ML usage rows (``model_usage``):
+``usage_statistics()``'s query (one model over the last 7 days, one model over all time, every model over one
+day) on a plain copy and on a copy partitioned by day (same rows, same indexes, no foreign keys on either).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import random
 import statistics
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from benchmarks.harness import machine, rate
 from benchmarks.scratch import scratch_database, server_urls
@@ -175,6 +179,41 @@ _HISTORY = ("SELECT * FROM {table} WHERE table_name = 'items' AND record_id = $1
             "ORDER BY created_at, id LIMIT 100")
 
 
+async def _add_day_partitions(connection: Any, table: str, start: dt.datetime, days: int) -> None:
+    """``{table}_0`` .. ``{table}_{days}``: one partition of ``table`` per UTC day from ``start``'s."""
+    for day in range(days + 1):
+        low = (start + dt.timedelta(days=day)).strftime("%Y-%m-%d")
+        high = (start + dt.timedelta(days=day + 1)).strftime("%Y-%m-%d")
+        await connection.execute(f"CREATE TABLE {table}_{day} PARTITION OF {table} "
+                                 f"FOR VALUES FROM ('{low} 00:00+00') TO ('{high} 00:00+00')")
+
+
+async def _fill(connection: Any, sql: str, tables: tuple[str, ...], rows: int, start: dt.datetime, days: int,
+                *extra: Any) -> None:
+    """The same ``rows`` rows into each of ``tables`` (``sql``: $1 start, $2 seconds per row, $3..$4 the
+    numbers of a chunk, then ``extra``), analysed afterwards."""
+    for table in tables:
+        print(f"filling {table} with {rows:,} rows ...", file=sys.stderr)
+        for first in range(0, rows, FILL_CHUNK):
+            await connection.execute(sql.format(table=table), start, days * 86_400 / rows, first,
+                                     min(rows, first + FILL_CHUNK) - 1, *extra)
+        await connection.execute(f"ANALYZE {table}")
+
+
+async def _interleaved_ms(connection: Any, calls: dict[str, list[tuple[str, tuple[Any, ...]]]]) -> dict[str, float]:
+    """Median over 5 rounds (after a warm-up) of the mean ms per statement of each name's ``(sql, args)``
+    list, the names taking turns."""
+    timings: dict[str, list[float]] = {name: [] for name in calls}
+    for round_index in range(6):
+        for name, statements in calls.items():
+            began = time.perf_counter()
+            for sql, args in statements:
+                await connection.fetch(sql, *args)
+            if round_index:
+                timings[name].append((time.perf_counter() - began) * 1000 / len(statements))
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
 async def audit_lookups(url: str, rows: int, days: int) -> dict[str, float]:
     """Mean ms of a ``history()`` lookup by record id, on ``audit_log`` and on a copy partitioned by day."""
     import asyncpg
@@ -184,28 +223,63 @@ async def audit_lookups(url: str, rows: int, days: int) -> dict[str, float]:
     try:
         await connection.execute(_AUDIT_BY_DAY)
         start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
-        for day in range(days + 1):
-            low = (start + dt.timedelta(days=day)).strftime("%Y-%m-%d")
-            high = (start + dt.timedelta(days=day + 1)).strftime("%Y-%m-%d")
-            await connection.execute(f"CREATE TABLE audit_by_day_{day} PARTITION OF audit_by_day "
-                                     f"FOR VALUES FROM ('{low} 00:00+00') TO ('{high} 00:00+00')")
+        await _add_day_partitions(connection, "audit_by_day", start, days)
         records = max(1, rows // 5)  # five changes per record, spread over the whole span
-        for table in ("audit_log", "audit_by_day"):
-            print(f"audit: filling {table} with {rows:,} rows ...", file=sys.stderr)
-            for first in range(0, rows, FILL_CHUNK):
-                await connection.execute(_AUDIT_FILL.format(table=table), start, days * 86_400 / rows, first,
-                                         min(rows, first + FILL_CHUNK) - 1, records)
-            await connection.execute(f"ANALYZE {table}")
-        picks = [f"item-{random.randrange(records)}" for _ in range(500)]
-        timings: dict[str, list[float]] = {"audit_log": [], "audit_by_day": []}
-        for round_index in range(6):  # interleaved, first round a warm-up
-            for table in ("audit_log", "audit_by_day"):
-                began = time.perf_counter()
-                for record in picks:
-                    await connection.fetch(_HISTORY.format(table=table), record)
-                if round_index:
-                    timings[table].append((time.perf_counter() - began) * 1000 / len(picks))
-        return {table: statistics.median(values) for table, values in timings.items()}
+        await _fill(connection, _AUDIT_FILL, ("audit_log", "audit_by_day"), rows, start, days, records)
+        picks = [(f"item-{random.randrange(records)}",) for _ in range(500)]
+        return await _interleaved_ms(connection, {
+            table: [(_HISTORY.format(table=table), pick) for pick in picks] for table in ("audit_log", "audit_by_day")})
+    finally:
+        await connection.close()
+
+
+_USAGE_TABLES = """
+CREATE TABLE usage_plain (LIKE model_usage INCLUDING ALL);
+CREATE TABLE usage_by_day (LIKE model_usage INCLUDING DEFAULTS) PARTITION BY RANGE (at);
+ALTER TABLE usage_by_day ADD PRIMARY KEY (id, at);
+CREATE INDEX ON usage_by_day (ml_model_id, at);
+CREATE INDEX ON usage_by_day (api_key_id, at);
+CREATE INDEX ON usage_by_day (at);
+CREATE TABLE usage_by_day_default PARTITION OF usage_by_day DEFAULT;"""
+_USAGE_FILL = """
+INSERT INTO {table} (id, created_at, updated_at, ml_model_id, api_key_id, user_id, endpoint, latency_ms, status_code,
+                     request_size, response_size, at)
+SELECT gen_random_uuid(), t, t, ('00000000-0000-4000-8000-' || lpad(to_hex(g % $5), 12, '0'))::uuid, NULL, NULL,
+       '/predict', (g % 997) / 10.0, CASE WHEN g % 50 = 0 THEN 500 ELSE 200 END, 512, 2048, t
+FROM (SELECT g, $1::timestamptz + g * $2::float8 * interval '1 second' AS t
+      FROM generate_series($3::bigint, $4::bigint) g) rows"""
+#: ``ModelUsageManager.usage_statistics``' statement (PostgreSQL), on ``{table}``
+_STATISTICS = (
+    "SELECT ml_model_id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, COUNT(*) AS requests, "
+    "SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END) AS errors, AVG(latency_ms), MAX(latency_ms), "
+    "SUM(request_size), SUM(response_size) FROM {table} {where} GROUP BY ml_model_id, day ORDER BY day, ml_model_id")
+USAGE_MODELS = 50
+
+
+async def usage_statistics_timings(url: str, rows: int, days: int) -> dict[str, dict[str, float]]:
+    """Mean ms of ``usage_statistics()``'s query per shape, on a plain and a partitioned-by-day copy of
+    ``model_usage``: ``{shape: {"usage_plain": ms, "usage_by_day": ms}}``."""
+    import asyncpg
+
+    await migrations.upgrade(settings_for(url))
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(_USAGE_TABLES)
+        now = dt.datetime.now(dt.timezone.utc)
+        start = now - dt.timedelta(days=days)
+        await _add_day_partitions(connection, "usage_by_day", start, days)
+        tables = ("usage_plain", "usage_by_day")
+        await _fill(connection, _USAGE_FILL, tables, rows, start, days, USAGE_MODELS)
+        models = [(uuid.UUID(f"00000000-0000-4000-8000-{n:012x}"),) for n in range(USAGE_MODELS)]
+        day = (now - dt.timedelta(days=days // 2)).replace(hour=0, minute=0, second=0, microsecond=0)
+        shapes = {
+            "one model, last 7 days": ("WHERE ml_model_id = $1 AND at >= $2", [(m, now - dt.timedelta(days=7)) for m, in models]),
+            "one model, all time": ("WHERE ml_model_id = $1", models),
+            "every model, one day": ("WHERE at >= $1 AND at < $2", [(day, day + dt.timedelta(days=1))] * 5),
+        }
+        return {shape: await _interleaved_ms(connection, {
+            table: [(_STATISTICS.format(table=table, where=where), args) for args in calls] for table in tables})
+            for shape, (where, calls) in shapes.items()}
     finally:
         await connection.close()
 
@@ -226,9 +300,21 @@ def main() -> None:
     parser.add_argument("--keep", type=int, default=30, help="cleanup --days: days kept (default 30)")
     parser.add_argument("--convert", action="store_true", help="also time the migration on the plain table's rows")
     parser.add_argument("--audit", action="store_true", help="measure the audit log's lookups instead (see above)")
+    parser.add_argument("--usage", action="store_true", help="measure usage_statistics() on model_usage instead")
     args = parser.parse_args()
     if args.rows < 1 or not 0 <= args.keep < args.days:
         parser.error("--rows must be >= 1 and 0 <= --keep < --days")
+    if args.usage:
+        async def usage() -> dict[str, dict[str, float]]:
+            async with scratch_database(server_urls()[0]) as url:
+                return await usage_statistics_timings(url, args.rows, args.days)
+
+        timed = asyncio.run(usage())
+        print(f"\nmodel_usage: {args.rows:,} rows over {args.days} days, {USAGE_MODELS} models, "
+              "usage_statistics() mean ms per call")
+        for shape, by_table in timed.items():
+            print(f"  {shape}: plain {by_table['usage_plain']:.2f}   partitioned by day {by_table['usage_by_day']:.2f}")
+        return
     if args.audit:
         async def audit() -> dict[str, float]:
             async with scratch_database(server_urls()[0]) as url:
