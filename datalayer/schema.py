@@ -1,5 +1,5 @@
 """DDL that Tortoise cannot express: unique indexes that hold among live (not soft-deleted) rows only, and
-two index kinds for ``Meta.indexes`` (``EqualityIndex``, ``NotNullIndex``).
+three index kinds for ``Meta.indexes`` (``EqualityIndex``, ``NotNullIndex``, ``CoveringIndex``).
 
 The same statements serve ``generate_schemas`` (tests, quick starts) and the Aerich migrations, and they
 run on PostgreSQL and SQLite (both support partial and expression indexes).
@@ -139,3 +139,24 @@ class NotNullIndex(Index):
     def __init__(self, *, fields: Sequence[str], name: str | None = None) -> None:
         super().__init__(fields=tuple(fields), name=name)
         self.extra = f' WHERE "{fields[0]}" IS NOT NULL'
+
+
+class CoveringIndex(Index):
+    """A B-tree on ``fields`` that also carries the ``include`` columns, so a query reading only those
+    columns is answered from the index alone (an index-only scan, no table row read).
+
+    PostgreSQL keeps ``include`` outside the key (``INCLUDE (...)``); SQLite has no ``INCLUDE`` and gets them
+    as trailing key columns, which covers the same queries. Made for ``usage_statistics()`` over
+    ``model_usage``: a model's rows by time, aggregating four columns (see the README's partitioning notes).
+    """
+
+    def __init__(self, *, fields: Sequence[str], include: Sequence[str], name: str | None = None) -> None:
+        super().__init__(fields=tuple(fields), name=name)
+        self.include = tuple(include)
+
+    def get_sql(self, schema_generator: Any, model: Any, safe: bool) -> str:
+        columns = [model._meta.fields_db_projection.get(name, name) for name in self.include]
+        if schema_generator.DIALECT == "postgres":
+            extra = " INCLUDE (" + ", ".join(f'"{column}"' for column in columns) + ")"
+            return schema_generator._get_index_sql(model, self.field_names, safe, index_name=self.name, extra=extra)
+        return schema_generator._get_index_sql(model, [*self.field_names, *columns], safe, index_name=self.name)

@@ -2,6 +2,7 @@
 
 import base64
 import datetime as dt
+import re
 
 import pytest
 from pydantic import SecretStr
@@ -113,6 +114,28 @@ async def test_record_usage_and_statistics_per_model_per_day(ctx, owner):
     assert stats[0]["request_bytes"] == 100 and stats[0]["response_bytes"] == 50
     everything = await ctx.model_usage.usage_statistics(since=today.replace(hour=0))
     assert sorted(s["requests"] for s in everything) == [1, 2]
+
+
+async def test_usage_statistics_read_a_model_s_rows_from_the_covering_index_alone(ctx, backend, owner):
+    """The statement ``usage_statistics(model, since=)`` runs is answered from ``model_usage``'s covering index
+    (PostgreSQL: an index-only scan; SQLite: "USING COVERING INDEX"), as the migration built it."""
+    model = await make_model(ctx, owner)
+    since = timezone.now() - dt.timedelta(days=7)
+    for latency in (5, 7):
+        await ctx.model_usage.record(model.id, status_code=200, latency_ms=latency)
+    assert [s["requests"] for s in await ctx.model_usage.usage_statistics(model.id, since=since)] == [2]
+    sql, params = ctx.model_usage._statistics_query(backend.is_postgres, model.id, since, None)
+    if backend.is_postgres:
+        async with ctx.transaction():  # planner costs on two rows would read the table: ask for the index path
+            await ctx.raw("SET LOCAL enable_seqscan = off")
+            await ctx.raw("SET LOCAL enable_bitmapscan = off")
+            plan = "\n".join(row["QUERY PLAN"] for row in await ctx.raw(f"EXPLAIN {sql}", params))
+        assert "Index Only Scan using idx_model_usage_model_at_covering" in plan, plan
+    else:
+        numbered = iter(range(1, 3))
+        sql = re.sub(r"\?", lambda _: f"${next(numbered)}", sql)  # ctx.raw takes $n on every engine
+        plan = "\n".join(row["detail"] for row in await ctx.raw(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert "USING COVERING INDEX idx_model_usage_model_at_covering" in plan, plan
 
 
 async def test_usage_rejects_negative_values(ctx, owner):

@@ -116,12 +116,27 @@ class ModelUsageManager(ModelManager[ModelUsage]):
         ``since`` (inclusive) and ``until`` (exclusive) are instants: an aware ``datetime`` in any zone, or a
         naive one read as UTC, as filters read them.
         """
+        connection = ModelUsage._meta.db
+        sql, params = self._statistics_query(connection.capabilities.dialect == "postgres", ml_model_id, since, until)
+        with translated("ModelUsage"):
+            rows = await connection.execute_query_dict(sql, params)
+        return [
+            {
+                "ml_model_id": str(row["ml_model_id"]), "day": dt.date.fromisoformat(str(row["day"])),
+                "requests": int(row["requests"]), "errors": int(row["errors"] or 0),
+                "avg_latency_ms": float(row["avg_latency_ms"]), "max_latency_ms": float(row["max_latency_ms"]),
+                "request_bytes": int(row["request_bytes"] or 0), "response_bytes": int(row["response_bytes"] or 0),
+            }
+            for row in rows
+        ]
+
+    def _statistics_query(self, postgres: bool, ml_model_id: Any, since: Any, until: Any) -> tuple[str, list[Any]]:
+        """``usage_statistics``' statement and parameters (``$n`` on PostgreSQL, ``?`` on SQLite); the
+        ``(ml_model_id, at)`` covering index answers it alone."""
         if since is not None:
             since = rules.moment(since, field="since", model="ModelUsage")
         if until is not None:
             until = rules.moment(until, field="until", model="ModelUsage")
-        connection = ModelUsage._meta.db
-        postgres = connection.capabilities.dialect == "postgres"
         day = "to_char(\"at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if postgres else "date(\"at\")"
         conditions, params = [], []
         for clause, value in (('"ml_model_id" = {}', self._key(ml_model_id) if ml_model_id is not None else None),
@@ -139,14 +154,4 @@ class ModelUsageManager(ModelManager[ModelUsage]):
             f'SUM("request_size") AS request_bytes, SUM("response_size") AS response_bytes '
             f'FROM "model_usage" {where} GROUP BY "ml_model_id", {day} ORDER BY day, ml_model_id'
         )
-        with translated("ModelUsage"):
-            rows = await connection.execute_query_dict(sql, params)
-        return [
-            {
-                "ml_model_id": str(row["ml_model_id"]), "day": dt.date.fromisoformat(str(row["day"])),
-                "requests": int(row["requests"]), "errors": int(row["errors"] or 0),
-                "avg_latency_ms": float(row["avg_latency_ms"]), "max_latency_ms": float(row["max_latency_ms"]),
-                "request_bytes": int(row["request_bytes"] or 0), "response_bytes": int(row["response_bytes"] or 0),
-            }
-            for row in rows
-        ]
+        return sql, params
