@@ -37,7 +37,7 @@ async def fetch_by(model: type[Model], field: str, value: Any, *, live_only: boo
     if dialect != "postgres":
         value = model._meta.fields_map[field].to_db_value(value, model)
     _, rows = await connection.execute_query(_select_by(model, field, dialect, live_only), [value])
-    return pg_rows.instances(model, pg_rows.columns_of(model), rows)[0] if rows else None
+    return pg_rows.model_rows(model, rows)[0] if rows else None
 
 
 async def fetch_by_key(model: type[Model], key: Any, *, live_only: bool) -> Any | None:

@@ -123,7 +123,7 @@ def _estimate_sql(model: type[Model], shape: Shape, rows: Rows) -> str:
 
 async def _instances(model: type[Model], where: Where, sql: str, params: list[Any]) -> list[Any]:
     records = await pg_driver.read(sql, params, where.connection)
-    return pg_rows.instances(model, pg_rows.columns_of(model), records)
+    return pg_rows.model_rows(model, records)
 
 
 async def page(

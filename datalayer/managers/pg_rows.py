@@ -112,3 +112,7 @@ def instances(model: type[Model], columns: tuple[str, ...], records: Sequence[An
         return [init(**dict(zip(columns, record))) for record in records]
     return build(records, timezone.get_default_timezone())
 
+
+def model_rows(model: type[Model], records: Sequence[Any]) -> list[Any]:
+    """``instances`` of records from a statement selecting every column of ``model`` (``columns_of`` order)."""
+    return instances(model, columns_of(model), records)

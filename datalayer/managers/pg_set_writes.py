@@ -99,7 +99,7 @@ def _own_params(model: type[Model], kind: Kind, names: Sequence[str], values: di
 @cache
 def _row_statement(model: type[Model], kind: Kind, names: tuple[str, ...], key_param: int) -> str:
     table = quoted(model._meta.db_table)
-    columns = ", ".join(f"upd.{quoted(column)}" for column in pg_rows.columns_of(model))
+    columns = pg_update.written_columns(model)
     if kind in ("delete", "hard_delete"):
         where = f't."id" = ${key_param}' + (' AND t."deleted_at" IS NULL' if kind == "delete" else "")
         return f"WITH {_chain(model, kind, names, None, where)} SELECT {columns} FROM upd"
@@ -119,7 +119,7 @@ async def write_one(model: type[Model], kind: Kind, key: Any, values: dict[str, 
     rows = await pg_driver.fetch(_row_statement(model, kind, names, len(params)), params, client)
     if not rows:
         return None
-    return pg_rows.instances(model, pg_rows.columns_of(model), rows)[0] if kind != "hard_delete" else rows[0]["id"]
+    return pg_rows.model_rows(model, rows)[0] if kind != "hard_delete" else rows[0]["id"]
 
 
 # ------------------------------------------------------------------------------------------ many rows

@@ -92,9 +92,14 @@ def _statement(model: type[Model], names: tuple[str, ...]) -> str:
                                      now='upd."updated_at"', actor="$3", correlation="$7", record_id="$6",
                                      changes_sql=pg_audit.changes(entries), audit_id="$5")
         sql += f", aud AS ({audit})"
-    columns = ", ".join(f"upd.{quoted(column)}" for column in pg_rows.columns_of(model))
-    found = f'SELECT {columns}, old."version" AS "{OLD_VERSION}" FROM old LEFT JOIN upd ON upd."id" = old."id"'
+    found = f'SELECT {written_columns(model)}, old."version" AS "{OLD_VERSION}" FROM old LEFT JOIN upd ON upd."id" = old."id"'
     return f"{sql} {found}"
+
+
+@cache
+def written_columns(model: type[Model]) -> str:
+    """Every column of the row a write's ``upd`` CTE returned, in ``pg_rows.columns_of`` order (SQL)."""
+    return ", ".join(f"upd.{quoted(column)}" for column in pg_rows.columns_of(model))
 
 
 @cache

@@ -119,7 +119,7 @@ class ModelUsage(RecordModel):
     class Meta:
         table = "model_usage"
         # usage_statistics() reads a model's rows by time and aggregates these four columns: from the index
-        # alone (1M rows: a model's last 7 days 1.5 ms, all time 11 ms; 16 ms and 78 ms with a plain index)
+        # alone (figures in the README, "Partitioned logs"; python -m benchmarks.partitions --usage)
         indexes = (CoveringIndex(fields=("ml_model_id", "at"), name="idx_model_usage_model_at_covering",
                                  include=("status_code", "latency_ms", "request_size", "response_size")),
                    ("api_key_id", "at"), ("at",))
